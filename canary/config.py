@@ -1,0 +1,285 @@
+"""The one configuration object, built from ``CANARY_*`` environment variables and CLI flags.
+
+``Settings.from_env`` is called once by the command line (the composition root) and the
+result is passed down explicitly; nothing else in the package reads the environment.
+Every field carries its variable name and a description, and the README documents each
+one (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from canary.errors import ConfigError
+
+PREFIX = "CANARY_"
+
+
+def _setting(default: Any, help: str, parse: str = "str") -> Any:
+    return field(default=default, metadata={"help": help, "parse": parse})
+
+
+def default_data_dir() -> Path:
+    """The per-user data directory (XDG on Linux), used when ``CANARY_DATA_DIR`` is unset."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("canarytrace", appauthor=False))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every runtime setting of canarytrace. Build with :meth:`from_env`."""
+
+    data_dir: Path | None = _setting(
+        None, "Directory for the embedded SQLite database and other state; created on first use. "
+        "Default: the per-user data directory (e.g. ~/.local/share/canarytrace).", "path")
+    database_url: str | None = _setting(
+        None, "SQLAlchemy URL of the database. Default: SQLite file canary.db in the data "
+        "directory. PostgreSQL: postgresql+psycopg://user@host/dbname.", "url")
+    domains: tuple[str, ...] = _setting(
+        (), "Comma-separated canary domains this service receives mail for "
+        "(e.g. canary.example,leaks.example).", "domains")
+    smtp_host: str = _setting("127.0.0.1", "Address the SMTP listener binds to.", "host")
+    smtp_port: int = _setting(2525, "Port of the SMTP listener (25 on a real MX).", "port")
+    smtp_hostname: str | None = _setting(
+        None, "Host name announced in the SMTP greeting. Default: the machine's FQDN.", "str")
+    smtp_max_message_bytes: int = _setting(
+        26_214_400, "Largest message accepted, in bytes; larger ones get 552.", "positive_int")
+    smtp_max_recipients: int = _setting(
+        100, "Most recipients accepted in one message; more get 452.", "positive_int")
+    smtp_timeout: float = _setting(
+        60.0, "Seconds a client may stay silent before the connection is closed.",
+        "positive_float")
+    smtp_tls_cert: Path | None = _setting(
+        None, "PEM certificate chain for STARTTLS; STARTTLS is offered when set.", "path")
+    smtp_tls_key: Path | None = _setting(
+        None, "PEM private key for STARTTLS (with CANARY_SMTP_TLS_CERT).", "path")
+    http_host: str = _setting("127.0.0.1", "Address the dashboard and API bind to.", "host")
+    http_port: int = _setting(8025, "Port of the dashboard and API.", "port")
+    dns_servers: tuple[tuple[str, int], ...] = _setting(
+        (), "Comma-separated DNS servers as host[:port] used for sender authentication. "
+        "Default: the system resolver.", "dns_servers")
+    dns_timeout: float = _setting(
+        5.0, "Seconds to wait for one DNS answer before treating the lookup as a temporary "
+        "failure.", "positive_float")
+    identity_style: str = _setting(
+        "token", "Default alias style for new identities: token, words or slug.", "style")
+    faker_locale: str = _setting(
+        "en_US", "Faker locale for synthetic personas (e.g. de_DE, fr_FR).", "str")
+    log_level: str = _setting(
+        "INFO", "Logging level: DEBUG, INFO, WARNING or ERROR.", "log_level")
+
+    # ------------------------------------------------------------------ derived values
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        """The data directory, falling back to the per-user default."""
+        return self.data_dir if self.data_dir is not None else default_data_dir()
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, falling back to SQLite in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.resolved_data_dir / 'canary.db'}"
+
+    @property
+    def default_domain(self) -> str | None:
+        """The canary domain new identities get when none is named."""
+        return self.domains[0] if self.domains else None
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (values already parsed)."""
+        return dataclasses.replace(self, **changes)
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: str | None
+    ) -> Settings:
+        """Read ``CANARY_*`` variables; ``overrides`` (raw strings, e.g. CLI flags) win.
+
+        Raises :class:`ConfigError` naming the variable when a value is invalid.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            name = env_name(f.name)
+            raw = overrides.get(f.name)
+            if raw is None:
+                raw = env.get(name)
+            if raw is None or raw == "":
+                continue
+            parser = _PARSERS[f.metadata["parse"]]
+            try:
+                values[f.name] = parser(raw.strip())
+            except ValueError as exc:
+                raise ConfigError(f"{name}={raw!r}: {exc}") from None
+        if bool(values.get("smtp_tls_cert")) != bool(values.get("smtp_tls_key")):
+            raise ConfigError("CANARY_SMTP_TLS_CERT and CANARY_SMTP_TLS_KEY must be set together")
+        return cls(**values)
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable that sets a field."""
+    return PREFIX + field_name.upper()
+
+
+def documented_settings() -> list[tuple[str, str, Any]]:
+    """(variable, description, default) for every setting, for docs and ``--help``."""
+    return [
+        (env_name(f.name), f.metadata["help"], f.default) for f in dataclasses.fields(Settings)
+    ]
+
+
+# ---------------------------------------------------------------------- value parsers
+
+
+def _parse_port(raw: str) -> int:
+    try:
+        port = int(raw)
+    except ValueError:
+        raise ValueError("not a port number") from None
+    if not 0 <= port <= 65535:
+        raise ValueError("port must be between 0 and 65535")
+    return port
+
+
+def _parse_positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError("not a whole number") from None
+    if value <= 0:
+        raise ValueError("must be greater than zero")
+    return value
+
+
+def _parse_positive_float(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("not a number") from None
+    if not value > 0:
+        raise ValueError("must be greater than zero")
+    return value
+
+
+def _is_hostname(name: str) -> bool:
+    labels = name.rstrip(".").split(".")
+    return bool(name) and len(name) <= 253 and all(
+        0 < len(label) <= 63
+        and label[0] != "-"
+        and label[-1] != "-"
+        and all(c.isalnum() or c == "-" for c in label)
+        for label in labels
+    )
+
+
+def parse_domain(raw: str) -> str:
+    """Validate and normalise one domain name (lower case, IDNA to ASCII)."""
+    name = raw.strip().rstrip(".").lower()
+    try:
+        ascii_name = name.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValueError(f"{raw!r} is not a valid domain name") from None
+    if "." not in ascii_name or not _is_hostname(ascii_name):
+        raise ValueError(f"{raw!r} is not a valid domain name")
+    return ascii_name
+
+
+def _parse_domains(raw: str) -> tuple[str, ...]:
+    domains: list[str] = []
+    for part in raw.split(","):
+        if part.strip():
+            domain = parse_domain(part)
+            if domain not in domains:
+                domains.append(domain)
+    if not domains:
+        raise ValueError("no domain given")
+    return tuple(domains)
+
+
+def _parse_host(raw: str) -> str:
+    try:
+        ipaddress.ip_address(raw)
+        return raw
+    except ValueError:
+        pass
+    if raw == "localhost" or _is_hostname(raw):
+        return raw
+    raise ValueError("not an IP address or host name")
+
+
+def _parse_dns_servers(raw: str) -> tuple[tuple[str, int], ...]:
+    servers: list[tuple[str, int]] = []
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        host, port = part, 53
+        if part.startswith("["):  # [v6]:port
+            host, _, rest = part[1:].partition("]")
+            if rest:
+                port = _parse_port(rest.lstrip(":"))
+        elif part.count(":") == 1:
+            host, port_text = part.split(":")
+            port = _parse_port(port_text)
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"{part!r}: a DNS server must be an IP address") from None
+        servers.append((host, port))
+    if not servers:
+        raise ValueError("no server given")
+    return tuple(servers)
+
+
+def _parse_url(raw: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ValueError("not a database URL (e.g. postgresql+psycopg://user@host/db)") from None
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ValueError("only sqlite and postgresql databases are supported")
+    return raw
+
+
+def _parse_style(raw: str) -> str:
+    from canary.identity import ALIAS_STYLES
+
+    if raw not in ALIAS_STYLES:
+        raise ValueError("must be one of " + ", ".join(ALIAS_STYLES))
+    return raw
+
+
+def _parse_log_level(raw: str) -> str:
+    level = raw.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+    return level
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "str": str,
+    "path": lambda raw: Path(raw).expanduser(),
+    "url": _parse_url,
+    "domains": _parse_domains,
+    "host": _parse_host,
+    "port": _parse_port,
+    "positive_int": _parse_positive_int,
+    "positive_float": _parse_positive_float,
+    "dns_servers": _parse_dns_servers,
+    "style": _parse_style,
+    "log_level": _parse_log_level,
+}

@@ -1,0 +1,211 @@
+"""The tables of canarytrace (SQLModel), in the vocabulary of the design brief.
+
+Timestamps are time-zone-aware UTC datetimes on every backend (SQLModel's UTCDateTime
+refuses naive ones); :func:`utcnow` makes them. Schema changes go through Alembic migrations in
+``canary/migrations/versions``; never change a table here without adding one.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+VERDICTS = ("expected", "shared", "breach", "after_retirement", "cross_source", "unattributed")
+DELIVERY_KINDS = ("canary", "role", "unattributed")
+MESSAGE_STATES = ("queued", "analysing", "analysed", "unparsable", "retry")
+INCIDENT_STATUSES = ("open", "confirmed", "dismissed")
+
+
+def utcnow() -> datetime:
+    """The current time in UTC, time-zone aware, the form every table stores."""
+    return datetime.now(UTC)
+
+
+class User(SQLModel, table=True):
+    """An account. Every source, identity and incident belongs to one."""
+
+    __tablename__ = "user_account"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=64)
+    password_hash: str | None = None
+    is_admin: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token for the API; only its SHA-256 is stored."""
+
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user_account.id", index=True)
+    token_hash: str = Field(unique=True, max_length=64)
+    label: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class Source(SQLModel, table=True):
+    """A party that received identities: a site, a company, a vendor."""
+
+    __tablename__ = "source"
+    __table_args__ = (UniqueConstraint("owner_id", "slug", name="uq_source_owner_slug"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_id: int = Field(foreign_key="user_account.id", index=True)
+    name: str = Field(max_length=200)
+    slug: str = Field(max_length=64)
+    url: str | None = None
+    notes: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class AuthorisedSender(SQLModel, table=True):
+    """A registrable domain allowed to mail a source's identities."""
+
+    __tablename__ = "authorised_sender"
+    __table_args__ = (UniqueConstraint("source_id", "domain", name="uq_sender_source_domain"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source_id: int = Field(foreign_key="source.id", index=True)
+    domain: str = Field(max_length=253, index=True)
+    # own: the source's own domain; provider: its email service; acquirer: a new owner.
+    reason: str = Field(default="own", max_length=16)
+    added_at: datetime = Field(default_factory=utcnow)
+
+
+class Identity(SQLModel, table=True):
+    """A canary: a tagged name and a unique alias, issued to exactly one source."""
+
+    __tablename__ = "identity"
+    __table_args__ = (Index("ix_identity_owner_name_key", "owner_id", "name_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_id: int = Field(foreign_key="user_account.id", index=True)
+    source_id: int = Field(foreign_key="source.id", index=True)
+    alias: str = Field(unique=True, max_length=320)
+    style: str = Field(max_length=16)
+    display_name: str = Field(max_length=200)
+    # Normalised display name (case, accents and punctuation folded) used for the
+    # distance check and for tracing a name read off a letter.
+    name_key: str = Field(max_length=200)
+    real_name: str | None = None
+    postal_line: str | None = None
+    reference: str | None = Field(default=None, max_length=64, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    given_at: datetime | None = None
+    retired_at: datetime | None = None
+
+
+class IssuanceRecord(SQLModel, table=True):
+    """Append-only, hash-chained log of identity issuance, hand-over and retirement.
+
+    Each record's ``hash`` covers its content and the previous record's hash, so an
+    evidence pack can show that an identity was issued before any mail arrived.
+    """
+
+    __tablename__ = "issuance_record"
+
+    id: int | None = Field(default=None, primary_key=True)
+    identity_id: int = Field(foreign_key="identity.id", index=True)
+    event: str = Field(max_length=16)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(unique=True, max_length=64)
+
+
+class Message(SQLModel, table=True):
+    """One inbound SMTP transaction: raw bytes byte-exact, envelope, receive time."""
+
+    __tablename__ = "message"
+    __table_args__ = (Index("ix_message_state_next", "state", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    received_at: datetime = Field(default_factory=utcnow, index=True)
+    peer_ip: str = Field(default="", max_length=64)
+    helo: str = ""
+    mail_from: str = ""
+    rcpt_to: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    tls: bool = False
+    size: int = 0
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    state: str = Field(default="queued", max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    claimed_at: datetime | None = None
+    claimed_by: str | None = Field(default=None, max_length=64)
+    error: str | None = None
+    # Facts parsed after the 250, for listing and filtering without the raw bytes.
+    header_message_id: str | None = Field(default=None, max_length=998, index=True)
+    subject: str | None = None
+    from_address: str | None = None
+    sender_org: str | None = Field(default=None, max_length=253, index=True)
+    analysed_at: datetime | None = None
+
+
+class Delivery(SQLModel, table=True):
+    """One message to one recipient address, attributed to an identity when possible."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        Index("ix_delivery_owner_received", "owner_id", "received_at"),
+        Index("ix_delivery_source_received", "source_id", "received_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int = Field(foreign_key="message.id", index=True)
+    recipient: str = Field(max_length=320)
+    # Lower case, +tag removed: the form identities are looked up by.
+    recipient_key: str = Field(max_length=320, index=True)
+    kind: str = Field(default="canary", max_length=16)
+    identity_id: int | None = Field(default=None, foreign_key="identity.id", index=True)
+    source_id: int | None = Field(default=None, foreign_key="source.id")
+    owner_id: int | None = Field(default=None, foreign_key="user_account.id")
+    verdict: str | None = Field(default=None, max_length=24, index=True)
+    received_at: datetime = Field(default_factory=utcnow)
+
+
+class Finding(SQLModel, table=True):
+    """The verdict for one delivery, with evidence and a sentence a person can read.
+
+    Re-evaluation never edits a finding: it supersedes it with a new one, so the
+    history of what changed and why is kept.
+    """
+
+    __tablename__ = "finding"
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: int = Field(foreign_key="delivery.id", index=True)
+    owner_id: int | None = Field(default=None, foreign_key="user_account.id", index=True)
+    source_id: int | None = Field(default=None, foreign_key="source.id", index=True)
+    verdict: str = Field(max_length=24, index=True)
+    sender_org: str | None = Field(default=None, max_length=253)
+    evidence: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    sentence: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    superseded_at: datetime | None = None
+
+
+class Incident(SQLModel, table=True):
+    """Findings rolled up per source and kind, with a status the user can change."""
+
+    __tablename__ = "incident"
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_id: int = Field(foreign_key="user_account.id", index=True)
+    source_id: int = Field(foreign_key="source.id", index=True)
+    kind: str = Field(max_length=24)
+    status: str = Field(default="open", max_length=16)
+    first_seen: datetime = Field(default_factory=utcnow)
+    last_seen: datetime = Field(default_factory=utcnow)
+    finding_count: int = 0
+    organisations: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow)
