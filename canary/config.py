@@ -37,43 +37,63 @@ class Settings:
     """Every runtime setting of canarytrace. Build with :meth:`from_env`."""
 
     data_dir: Path | None = _setting(
-        None, "Directory for the embedded SQLite database and other state; created on first use. "
-        "Default: the per-user data directory (e.g. ~/.local/share/canarytrace).", "path")
+        None,
+        "Directory for the embedded SQLite database and other state; created on first use. "
+        "Default: the per-user data directory (e.g. ~/.local/share/canarytrace).",
+        "path",
+    )
     database_url: str | None = _setting(
-        None, "SQLAlchemy URL of the database. Default: SQLite file canary.db in the data "
-        "directory. PostgreSQL: postgresql+psycopg://user@host/dbname.", "url")
+        None,
+        "SQLAlchemy URL of the database. Default: SQLite file canary.db in the data "
+        "directory. PostgreSQL: postgresql+psycopg://user@host/dbname.",
+        "url",
+    )
     domains: tuple[str, ...] = _setting(
-        (), "Comma-separated canary domains this service receives mail for "
-        "(e.g. canary.example,leaks.example).", "domains")
+        (),
+        "Comma-separated canary domains this service receives mail for "
+        "(e.g. canary.example,leaks.example).",
+        "domains",
+    )
     smtp_host: str = _setting("127.0.0.1", "Address the SMTP listener binds to.", "host")
     smtp_port: int = _setting(2525, "Port of the SMTP listener (25 on a real MX).", "port")
     smtp_hostname: str | None = _setting(
-        None, "Host name announced in the SMTP greeting. Default: the machine's FQDN.", "str")
+        None, "Host name announced in the SMTP greeting. Default: the machine's FQDN.", "str"
+    )
     smtp_max_message_bytes: int = _setting(
-        26_214_400, "Largest message accepted, in bytes; larger ones get 552.", "positive_int")
+        26_214_400, "Largest message accepted, in bytes; larger ones get 552.", "positive_int"
+    )
     smtp_max_recipients: int = _setting(
-        100, "Most recipients accepted in one message; more get 452.", "positive_int")
+        100, "Most recipients accepted in one message; more get 452.", "positive_int"
+    )
     smtp_timeout: float = _setting(
-        60.0, "Seconds a client may stay silent before the connection is closed.",
-        "positive_float")
+        60.0, "Seconds a client may stay silent before the connection is closed.", "positive_float"
+    )
     smtp_tls_cert: Path | None = _setting(
-        None, "PEM certificate chain for STARTTLS; STARTTLS is offered when set.", "path")
+        None, "PEM certificate chain for STARTTLS; STARTTLS is offered when set.", "path"
+    )
     smtp_tls_key: Path | None = _setting(
-        None, "PEM private key for STARTTLS (with CANARY_SMTP_TLS_CERT).", "path")
+        None, "PEM private key for STARTTLS (with CANARY_SMTP_TLS_CERT).", "path"
+    )
     http_host: str = _setting("127.0.0.1", "Address the dashboard and API bind to.", "host")
     http_port: int = _setting(8025, "Port of the dashboard and API.", "port")
     dns_servers: tuple[tuple[str, int], ...] = _setting(
-        (), "Comma-separated DNS servers as host[:port] used for sender authentication. "
-        "Default: the system resolver.", "dns_servers")
+        (),
+        "Comma-separated DNS servers as host[:port] used for sender authentication. "
+        "Default: the system resolver.",
+        "dns_servers",
+    )
     dns_timeout: float = _setting(
-        5.0, "Seconds to wait for one DNS answer before treating the lookup as a temporary "
-        "failure.", "positive_float")
+        5.0,
+        "Seconds to wait for one DNS answer before treating the lookup as a temporary failure.",
+        "positive_float",
+    )
     identity_style: str = _setting(
-        "token", "Default alias style for new identities: token, words or slug.", "style")
+        "token", "Default alias style for new identities: token, words or slug.", "style"
+    )
     faker_locale: str = _setting(
-        "en_US", "Faker locale for synthetic personas (e.g. de_DE, fr_FR).", "str")
-    log_level: str = _setting(
-        "INFO", "Logging level: DEBUG, INFO, WARNING or ERROR.", "log_level")
+        "en_US", "Faker locale for synthetic personas (e.g. de_DE, fr_FR).", "str"
+    )
+    log_level: str = _setting("INFO", "Logging level: DEBUG, INFO, WARNING or ERROR.", "log_level")
 
     # ------------------------------------------------------------------ derived values
 
@@ -134,9 +154,7 @@ def env_name(field_name: str) -> str:
 
 def documented_settings() -> list[tuple[str, str, Any]]:
     """(variable, description, default) for every setting, for docs and ``--help``."""
-    return [
-        (env_name(f.name), f.metadata["help"], f.default) for f in dataclasses.fields(Settings)
-    ]
+    return [(env_name(f.name), f.metadata["help"], f.default) for f in dataclasses.fields(Settings)]
 
 
 # ---------------------------------------------------------------------- value parsers
@@ -174,12 +192,16 @@ def _parse_positive_float(raw: str) -> float:
 
 def _is_hostname(name: str) -> bool:
     labels = name.rstrip(".").split(".")
-    return bool(name) and len(name) <= 253 and all(
-        0 < len(label) <= 63
-        and label[0] != "-"
-        and label[-1] != "-"
-        and all(c.isalnum() or c == "-" for c in label)
-        for label in labels
+    return (
+        bool(name)
+        and len(name) <= 253
+        and all(
+            0 < len(label) <= 63
+            and label[0] != "-"
+            and label[-1] != "-"
+            and all(c.isalnum() or c == "-" for c in label)
+            for label in labels
+        )
     )
 
 

@@ -1,0 +1,65 @@
+"""Shared fixtures: settings, a migrated store on SQLite and on PostgreSQL, a user."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from canary.config import Settings
+from canary.models import User
+from canary.store import Store
+from tests.support.databases import database_url
+
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+CANARY_DOMAIN = "canary.test"
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each test using the database runs once per backend."""
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """URL of an empty database of the current backend, removed after the test."""
+    with database_url(backend, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, db_url: str) -> Callable[..., Settings]:
+    """Settings pointing at the test database and data directory; keywords override."""
+
+    def make(**overrides: Any) -> Settings:
+        base = Settings(data_dir=tmp_path / "data", database_url=db_url, domains=(CANARY_DOMAIN,))
+        return base.replace(**overrides)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    """Default test settings: one canary domain, the test database."""
+    return make_settings()
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    """A store migrated to the newest schema."""
+    s = Store.from_settings(settings)
+    s.upgrade()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def owner(store: Store) -> User:
+    """An admin user who owns the test's sources."""
+    from canary.users import add_user
+
+    with store.session() as session:
+        return add_user(session, "alice", password="correct horse", admin=True)
