@@ -13,6 +13,8 @@ from canary.models import User
 from canary.store import Store
 from tests.support.databases import database_url
 
+pytest_plugins = ["tests.support.dns_server"]
+
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 CANARY_DOMAIN = "canary.test"
 
