@@ -2,8 +2,10 @@
 
 A ``token`` alias is Crockford base32 (no i, l, o, u; case-insensitive; i/l read as 1
 and o as 0) with one check character. Crockford's own check symbols (``*~$=U``) are
-refused by many signup forms, so the check character is a weighted sum modulo 31 drawn
-from the same alphabet: it catches every single-character substitution and every swap
+refused by many signup forms, so the check character comes from the same alphabet: each
+character is a symbol of GF(32) and the token is a codeword of a linear code whose
+position weights are distinct powers of a primitive element. That catches every
+single-character substitution and every swap
 of two neighbouring characters, which is what a person copying an address gets wrong.
 """
 
@@ -16,7 +18,8 @@ ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 _VALUES = {c: i for i, c in enumerate(ALPHABET)}
 # Crockford decoding: letters people confuse with digits read as those digits.
 _VALUES.update({"i": 1, "l": 1, "o": 0})
-_CHECK_MODULUS = 31
+# x^5 + x^2 + 1, a primitive polynomial over GF(2): x generates all of GF(32)*.
+_FIELD_POLY = 0b100101
 
 TOKEN_DATA_CHARS = 11  # 55 bits of randomness
 SHORT_TOKEN_CHARS = 6  # 30 bits, for slug aliases where the slug carries the rest
@@ -53,16 +56,28 @@ ROLE_NAMES = frozenset(
 )
 
 
+def _times_x(value: int) -> int:
+    value <<= 1
+    return value ^ _FIELD_POLY if value & 32 else value
+
+
+def _syndrome(text: str) -> int:
+    """Sum of symbol * x^(position from the end) in GF(32), by Horner's rule."""
+    acc = 0
+    for c in text:
+        acc = _times_x(acc) ^ _VALUES[c]
+    return acc
+
+
 def check_char(data: str) -> str:
-    """The check character for ``data`` (already in the alias alphabet)."""
-    total = sum((i + 1) * _VALUES[c] for i, c in enumerate(data))
-    return ALPHABET[total % _CHECK_MODULUS]
+    """The character that makes ``data`` + it a codeword (syndrome zero)."""
+    return ALPHABET[_times_x(_syndrome(data))]
 
 
-def new_token(rng: secrets.SystemRandom | None = None, length: int = TOKEN_DATA_CHARS) -> str:
-    """A fresh random token with its check character appended."""
-    choice = (rng or secrets.SystemRandom()).choice
-    data = "".join(choice(ALPHABET) for _ in range(length))
+def new_token(length: int = TOKEN_DATA_CHARS) -> str:
+    """A fresh random token (5 random bits a character) with its check character."""
+    value = secrets.randbits(5 * length)
+    data = "".join(ALPHABET[(value >> (5 * i)) & 31] for i in range(length))
     return data + check_char(data)
 
 
@@ -84,7 +99,7 @@ def token_is_valid(text: str) -> bool:
     token = canonical_token(text)
     if token is None or len(token) < 2:
         return False
-    return check_char(token[:-1]) == token[-1]
+    return _syndrome(token) == 0
 
 
 @dataclass(frozen=True)
