@@ -1,0 +1,103 @@
+"""``canary serve``: the composition root that runs the mail server and the analysis worker.
+
+This is the only module in ``canary/`` that may import aiosmtpd (through
+``canary.mailbox.server``) or aiohttp. It migrates the database, starts the intake, the
+SMTP listener and the analysis worker in one asyncio loop, and stops them in reverse
+order on SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from canary.cli.context import CliContext
+from canary.config import Settings
+from canary.errors import ConfigError
+from canary.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``canary serve``."""
+    parser = subparsers.add_parser(
+        "serve", help="run the SMTP server for the canary domains and the analysis worker"
+    )
+    parser.add_argument("--smtp-host", help="overrides CANARY_SMTP_HOST (default 127.0.0.1)")
+    parser.add_argument("--smtp-port", help="overrides CANARY_SMTP_PORT (default 2525)")
+    parser.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="only receive and store; leave analysis to another process",
+    )
+    parser.set_defaults(handler=serve)
+
+
+def _settings(ctx: CliContext) -> Settings:
+    """The settings with the serve flags applied (parsed and checked like the variables)."""
+    args = ctx.args
+    if not (args.smtp_host or args.smtp_port):
+        return ctx.settings
+    return Settings.from_env(
+        database_url=args.database_url,
+        data_dir=args.data_dir,
+        domains=args.domains,
+        smtp_host=args.smtp_host,
+        smtp_port=args.smtp_port,
+    )
+
+
+def serve(ctx: CliContext) -> int:
+    """Run until SIGINT/SIGTERM."""
+    settings = _settings(ctx)
+    logging.getLogger().setLevel(logging.DEBUG if ctx.args.verbose else settings.log_level)
+    if not settings.domains:
+        raise ConfigError("CANARY_DOMAINS is not set: no canary domain to receive mail for")
+    store = Store.from_settings(settings)
+    try:
+        store.upgrade()
+        asyncio.run(run_services(settings, store, worker=not ctx.args.no_worker))
+    finally:
+        store.close()
+    return 0
+
+
+async def run_services(settings: Settings, store: Store, *, worker: bool = True) -> None:
+    """Start intake, SMTP server and worker; stop them in reverse order on a signal."""
+    from canary.mailbox.intake import Intake
+    from canary.mailbox.server import create_smtp_server
+
+    from canary.pipeline import Analyzer
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+    analyzer = Analyzer(store, settings) if worker else None
+    intake = Intake(store.engine, on_commit=analyzer.wake if analyzer else None)
+    await intake.start()
+    server = create_smtp_server(settings, intake)
+    await server.start()
+    host, port = server.address
+    # A fixed, parseable line: scripts and tests started with port 0 read the port here.
+    sys.stdout.write(f"canary: SMTP listening on {host}:{port}\n")
+    sys.stdout.flush()
+    worker_task = asyncio.create_task(analyzer.run(stop), name="analysis") if analyzer else None
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        # Reverse order of starting: worker, listener, then the intake, which still
+        # commits what the last sessions handed over.
+        stop.set()
+        if worker_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker_task
+        await server.stop()
+        await intake.stop()

@@ -1,0 +1,137 @@
+"""The SMTP listener: aiosmtpd's protocol on a plain asyncio server.
+
+:func:`create_smtp_server` is the application factory. Tests start it on port 0 and
+read the bound port back; ``canary serve`` starts it on the configured address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+from typing import Any
+
+from aiosmtpd.smtp import SMTP
+from canary.mailbox.intake import Intake
+from canary.mailbox.smtp import RELAY_DENIED, CanaryHandler
+
+from canary.config import Settings
+
+log = logging.getLogger(__name__)
+
+IDENT = "canarytrace ESMTP"
+
+# Per-connection command budgets (aiosmtpd answers "421 4.7.0 ... sent too many times"
+# and closes). Transaction commands get room for many messages on one connection;
+# the commands that do nothing useful get little, so a flood of them ends quickly.
+COMMAND_CALL_LIMITS = {
+    "NOOP": 50,
+    "HELP": 10,
+    "VRFY": 10,
+    "EXPN": 10,
+    "HELO": 50,
+    "EHLO": 50,
+    "STARTTLS": 2,
+    "*": 10_000,
+}
+
+
+class CanarySMTP(SMTP):
+    """aiosmtpd's SMTP protocol with the canary server's extra refusals."""
+
+    # Real-world senders (and the spam we want as evidence) exceed the 1000-octet line
+    # limit of RFC 5321; a larger buffer keeps them instead of answering 500.
+    line_length_limit = 65_536
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        """Refuse source-routed recipients (``<@relay:user@host>``) before parsing.
+
+        The address parser drops the route, which would hide that the client asked us
+        to relay; no canary needs a route.
+        """
+        if arg is not None:
+            rest = arg.strip()
+            if rest[:3].upper() == "TO:" and rest[3:].lstrip().startswith("<@"):
+                await self.push(RELAY_DENIED + " (source routes are not accepted)")
+                return
+        await super().smtp_RCPT(arg)
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """A server TLS context when a certificate and key are configured, else None."""
+    if not (settings.smtp_tls_cert and settings.smtp_tls_key):
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(settings.smtp_tls_cert), str(settings.smtp_tls_key))
+    return context
+
+
+class SmtpServer:
+    """A running (or ready to run) SMTP listener for the canary domains."""
+
+    def __init__(self, settings: Settings, intake: Intake) -> None:
+        self.settings = settings
+        self.intake = intake
+        self.handler = CanaryHandler(settings.domains, intake, settings.smtp_max_recipients)
+        self.hostname = settings.smtp_hostname or socket.getfqdn()
+        self.tls = tls_context(settings)
+        self._server: asyncio.base_events.Server | None = None
+
+    def _protocol(self) -> CanarySMTP:
+        return CanarySMTP(
+            self.handler,
+            data_size_limit=self.settings.smtp_max_message_bytes,
+            enable_SMTPUTF8=True,
+            decode_data=False,  # keep the bytes exactly as received
+            hostname=self.hostname,
+            ident=IDENT,
+            tls_context=self.tls,
+            timeout=self.settings.smtp_timeout,
+            command_call_limit=COMMAND_CALL_LIMITS,
+            loop=asyncio.get_running_loop(),
+        )
+
+    async def start(self) -> None:
+        """Bind and start accepting connections."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._protocol,
+            host=self.settings.smtp_host,
+            port=self.settings.smtp_port,
+            reuse_address=True,
+        )
+        log.info("SMTP listening on %s:%d", *self.address)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The (host, port) actually bound, useful when port 0 was asked for."""
+        assert self._server is not None, "server not started"
+        sockname: Any = self._server.sockets[0].getsockname()
+        return str(sockname[0]), int(sockname[1])
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        return self.address[1]
+
+    async def stop(self) -> None:
+        """Stop accepting and close the listening socket.
+
+        Sessions in the middle of DATA finish writing through the intake, which the
+        caller stops afterwards.
+        """
+        if self._server is not None:
+            self._server.close()
+            # Python 3.12+ waits here for open sessions; idle ones end by their timeout.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 5)
+            self._server = None
+
+
+def create_smtp_server(settings: Settings, intake: Intake) -> SmtpServer:
+    """The application factory: an SMTP server for ``settings.domains`` writing to ``intake``."""
+    if not settings.domains:
+        log.warning("no canary domains configured: every recipient will be refused")
+    return SmtpServer(settings, intake)
