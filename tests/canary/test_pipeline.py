@@ -1,0 +1,159 @@
+"""The analysis worker: claims, first verdicts, restarts, stuck claims, bad messages."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from sqlmodel import select
+
+from canary.config import Settings
+from canary.models import Delivery, Finding, Message, User, utcnow
+from canary.pipeline import Analyzer
+from canary.store import Store
+from tests.support.smtp import (
+    add_identity,
+    add_source,
+    message_bytes,
+    send_message,
+    start_server,
+)
+
+
+async def _receive(store: Store, settings: Settings, *messages: tuple[list[str], bytes]) -> None:
+    running = await start_server(store, settings)
+    try:
+        for rcpts, content in messages:
+            reply = await send_message(running.host, running.port, "b@mailer.test", rcpts, content)
+            assert reply.code == 250, reply
+    finally:
+        await running.stop()
+
+
+def _deliveries(store: Store) -> list[Delivery]:
+    with store.session() as session:
+        return list(session.exec(select(Delivery).order_by(Delivery.id)))
+
+
+def _findings(store: Store) -> list[Finding]:
+    with store.session() as session:
+        return list(session.exec(select(Finding).order_by(Finding.id)))
+
+
+async def test_messages_queued_before_a_restart_are_analysed(
+    store: Store, settings: Settings, owner: User
+) -> None:
+    shop = add_source(store, owner, "Shop", ["shop.test"])
+    add_identity(store, owner, shop, "k3m9abc", "Marc Q Kollier")
+    await _receive(
+        store,
+        settings,
+        (["K3M9ABC+news@canary.test"], message_bytes("welcome")),
+        (["nobody@canary.test", "postmaster@canary.test"], message_bytes("guess")),
+    )
+    # A new worker (as after a restart) finds both messages still queued.
+    with store.session() as session:
+        assert {m.state for m in session.exec(select(Message))} == {"queued"}
+    analyzer = Analyzer(store, settings, worker_id="second-process")
+    assert analyzer.drain() == 2
+    with store.session() as session:
+        messages = list(session.exec(select(Message).order_by(Message.id)))
+    assert [m.state for m in messages] == ["analysed", "analysed"]
+    assert messages[0].subject == "welcome" and messages[0].sender_org == "shop.test"
+    canary, unknown, role = _deliveries(store)
+    assert canary.identity_id is not None and canary.source_id == shop.id
+    assert canary.owner_id == owner.id and canary.verdict == "expected"
+    assert unknown.kind == "unattributed" and unknown.verdict == "unattributed"
+    assert unknown.owner_id is None
+    assert role.kind == "role" and role.verdict is None
+    verdicts = [f.verdict for f in _findings(store)]
+    assert verdicts == ["expected", "unattributed"]  # role mail gets no finding
+    assert analyzer.drain() == 0
+
+
+async def test_unauthorised_sender_waits_for_authentication(
+    store: Store, settings: Settings, owner: User
+) -> None:
+    shop = add_source(store, owner, "Shop", ["shop.test"])
+    add_identity(store, owner, shop, "k3m9abc", "Marc Q Kollier")
+    content = message_bytes("offer").replace(b"news@shop.test", b"deals@brokerx.test")
+    await _receive(store, settings, (["k3m9abc@canary.test"], content))
+    Analyzer(store, settings).drain()
+    [delivery] = _deliveries(store)
+    assert delivery.source_id == shop.id and delivery.verdict is None
+    assert _findings(store) == []
+
+
+async def test_retired_identity_and_cross_source_names(
+    store: Store, settings: Settings, owner: User
+) -> None:
+    shop = add_source(store, owner, "Shop", ["shop.test"])
+    club = add_source(store, owner, "Club", ["club.test"])
+    add_identity(store, owner, shop, "aaa111", "Marc Q Kollier")
+    add_identity(store, owner, club, "bbb222", "Ilse Vandermeer")
+    add_identity(store, owner, shop, "ccc333", "Old Name", retired_at=utcnow() - timedelta(days=10))
+    merged = (
+        b"From: Shop <news@shop.test>\r\nTo: Ilse Vandermeer <aaa111@canary.test>\r\n"
+        b"Subject: hello\r\n\r\nDear Ilse Vandermeer,\r\n\r\nour offers.\r\n"
+    )
+    await _receive(
+        store,
+        settings,
+        (["aaa111@canary.test"], merged),
+        (["ccc333@canary.test"], message_bytes("still here")),
+    )
+    Analyzer(store, settings).drain()
+    merged_delivery, retired_delivery = _deliveries(store)
+    assert merged_delivery.verdict == "cross_source"
+    assert retired_delivery.verdict == "after_retirement"
+    finding = _findings(store)[0]
+    codes = {e["code"] for e in finding.evidence}
+    assert "tagged_to_name" in codes and "club" in finding.sentence
+
+
+async def test_stuck_claims_become_claimable_and_claims_are_exclusive(
+    store: Store, settings: Settings
+) -> None:
+    await _receive(store, settings, (["a@canary.test"], b"1"), (["b@canary.test"], b"2"))
+    first = Analyzer(store, settings, worker_id="w1", batch_size=1)
+    second = Analyzer(store, settings, worker_id="w2", batch_size=5, claim_timeout=60)
+    taken = first.claim()
+    rest = second.claim()
+    assert len(taken) == 1 and len(rest) == 1 and set(taken).isdisjoint(rest)
+    assert second.claim() == []  # both are held
+    # w1 died: its claim is older than the timeout, so another worker takes it over.
+    with store.session() as session:
+        message = session.get(Message, taken[0])
+        assert message is not None and message.state == "analysing"
+        message.claimed_at = utcnow() - timedelta(seconds=3600)
+        session.add(message)
+    assert second.claim() == taken
+    assert second.analyse(taken[0]) == "analysed"
+
+
+async def test_unreadable_message_is_kept_and_marked(store: Store, settings: Settings) -> None:
+    garbage = bytes(range(256)) * 4 + b"\r\n"
+    await _receive(store, settings, (["a@canary.test"], garbage))
+    Analyzer(store, settings).drain()
+    with store.session() as session:
+        [message] = list(session.exec(select(Message)))
+    assert message.state in ("analysed", "unparsable")
+    assert message.raw.startswith(bytes(range(10)))
+    [delivery] = _deliveries(store)
+    assert delivery.verdict == "unattributed"
+
+
+async def test_worker_loop_runs_in_the_background(store: Store, settings: Settings) -> None:
+    analyzer = Analyzer(store, settings, poll_interval=0.05)
+    stop = asyncio.Event()
+    task = asyncio.create_task(analyzer.run(stop))
+    await _receive(store, settings, (["a@canary.test"], message_bytes("bg")))
+    for _ in range(400):
+        with store.session() as session:
+            states = {m.state for m in session.exec(select(Message))}
+        if states == {"analysed"}:
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await task
+    assert states == {"analysed"}
