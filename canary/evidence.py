@@ -3,7 +3,8 @@
 An item is a code from a fixed vocabulary (``dkim_pass``, ``dmarc_fail``,
 ``address_in_third_party_url`` ...) plus free detail text (``d=brokerx.test``,
 ``p=reject``). Stored on ``Finding.evidence`` as ``{"code": ..., "detail": ...}`` and
-shown to people as ``"dkim_pass d=brokerx.test"``.
+shown to people as ``"dkim_pass d=brokerx.test"`` (a bare count as
+``"first_mail_days_after_issue=143"``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ class Evidence:
     detail: str = ""
 
     def __str__(self) -> str:
+        # Counts read as one token, as in the design brief: same_campaign_sources=5.
+        if self.detail.isdigit():
+            return f"{self.code}={self.detail}"
         return f"{self.code} {self.detail}".strip()
 
     def as_dict(self) -> dict[str, str]:
