@@ -6,15 +6,9 @@ evaluation (dkimpy for DKIM, pyspf for SPF); this module feeds them DNS answers 
 our :class:`~canary.dns.Resolver` only, and judges DMARC alignment itself (the rules
 are short, and pyspf/dkimpy do not cover them).
 
-How DNS reaches the libraries:
-
-* DKIM: the key records are fetched here (asynchronously, cached) before dkimpy runs,
-  and dkimpy's ``dnsfunc`` just hands back the fetched record.
-* SPF: pyspf looks names up recursively (include:, a:, mx:), so it runs in a worker
-  thread, and its module-level ``DNSLookup`` hook is replaced (once, at import) by a
-  dispatcher that uses the :class:`~canary.dns.BlockingResolver` set for the current
-  thread in a context variable. Without one set it falls back to pyspf's own lookup,
-  so other users of pyspf in the process are unaffected.
+DNS reaches the libraries only through our resolver: see :mod:`canary.dkimverify`
+(keys fetched first, handed to dkimpy) and :mod:`canary.spfcheck` (pyspf's lookup hook
+answered from a worker thread through :class:`~canary.dns.BlockingResolver`).
 
 Sender organisation (DESIGN.md, "Verdicts"): the registrable domain of the strongest
 authenticated identifier, preferring one aligned with From. In order: a passing DKIM
@@ -29,48 +23,22 @@ the message again later instead of recording a verdict from half the facts.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import email.parser
 import email.policy
 import email.utils
 import ipaddress
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-import dkim
-import dkim.util
-import spf
 
 from canary import dmarc
+from canary.dkimverify import DkimResult, verify_dkim
 from canary.dns import BlockingResolver, DnsTemporaryError, Resolver
 from canary.evidence import Evidence, details
 from canary.orgs import domain_of, registrable_domain
+from canary.spfcheck import SpfResult, check_spf
 
-MAX_SIGNATURES = 5  # more DKIM signatures than this are not checked (cost bound)
+__all__ = ["AuthResult", "DkimResult", "DmarcResult", "SpfResult", "authenticate"]
 
 # ---------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class DkimResult:
-    """The outcome of one DKIM-Signature: pass, fail, permerror or temperror."""
-
-    domain: str
-    selector: str
-    result: str
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class SpfResult:
-    """The SPF result for one identity (``mailfrom`` or ``helo``) against the peer IP."""
-
-    identity: str
-    domain: str | None
-    result: str
-    """pass, fail, softfail, neutral, none, permerror or temperror (RFC 7208)."""
-    explanation: str = ""
 
 
 @dataclass(frozen=True)
@@ -171,10 +139,10 @@ async def authenticate(
     helo_domain = _helo_domain(helo)
     ip = _valid_ip(peer_ip)
 
-    dkim_task = _verify_dkim(raw, resolver)
-    spf_task = _spf(blocking, ip, mail_from, helo, "mailfrom", mail_from_domain)
+    dkim_task = verify_dkim(raw, resolver)
+    spf_task = check_spf(blocking, ip, mail_from, helo, "mailfrom", mail_from_domain)
     helo_task = (
-        _spf(blocking, ip, f"postmaster@{helo_domain}", helo, "helo", helo_domain)
+        check_spf(blocking, ip, f"postmaster@{helo_domain}", helo, "helo", helo_domain)
         if helo_domain
         else _nothing()
     )
@@ -266,135 +234,6 @@ def _valid_ip(ip: str) -> str | None:
 
 async def _nothing() -> None:
     return None
-
-
-# ---------------------------------------------------------------------- DKIM
-
-
-async def _verify_dkim(raw: bytes, resolver: Resolver) -> tuple[list[DkimResult], list[str]]:
-    """Verify up to MAX_SIGNATURES DKIM signatures; key records come from ``resolver``."""
-    try:
-        headers = dkim.DKIM(raw).headers
-    except Exception:  # dkimpy could not parse the header block: no signature can verify
-        return [], []
-    signatures = [v for k, v in headers if k.lower() == b"dkim-signature"][:MAX_SIGNATURES]
-    results: list[DkimResult] = []
-    errors: list[str] = []
-    to_check: list[tuple[int, str, str, bytes]] = []
-    for idx, value in enumerate(signatures):
-        try:
-            tags = dkim.util.parse_tag_value(value)
-        except dkim.util.InvalidTagValueList as exc:
-            results.append(DkimResult("", "", "permerror", f"malformed signature: {exc}"))
-            continue
-        d = tags.get(b"d", b"").decode("ascii", "replace").strip().lower().rstrip(".")
-        s = tags.get(b"s", b"").decode("ascii", "replace").strip().lower()
-        if not d or not s:
-            results.append(DkimResult(d, s, "permerror", "signature lacks d= or s="))
-            continue
-        name = f"{s}._domainkey.{d}"
-        try:
-            records = await resolver.txt(name)
-        except DnsTemporaryError as exc:
-            errors.append(str(exc))
-            results.append(DkimResult(d, s, "temperror", f"key lookup failed: {exc}"))
-            continue
-        if not records:
-            results.append(DkimResult(d, s, "permerror", f"no key published at {name}"))
-            continue
-        to_check.append((idx, d, s, records[0].encode("utf-8", "replace")))
-        results.append(DkimResult(d, s, "pending"))
-    checked = iter(
-        await asyncio.to_thread(
-            lambda: [_check_signature(raw, i, d, s, key) for i, d, s, key in to_check]
-        )
-    )
-    return [next(checked) if r.result == "pending" else r for r in results], errors
-
-
-def _check_signature(raw: bytes, idx: int, d: str, s: str, key: bytes) -> DkimResult:
-    """Run dkimpy on signature ``idx`` with its already-fetched key record."""
-    try:
-        dkim.evaluate_pk(f"{s}._domainkey.{d}".encode(), key)
-    except Exception as exc:  # any unusable key record is the sender's permanent fault
-        return DkimResult(d, s, "permerror", f"unusable key: {exc}")
-
-    def dnsfunc(_name: bytes, timeout: float = 5) -> bytes:
-        return key
-
-    try:
-        ok = dkim.DKIM(raw).verify(idx, dnsfunc=dnsfunc)
-    except dkim.ValidationError as exc:  # body hash mismatch, expired, bad tags
-        return DkimResult(d, s, "fail", str(exc)[:200])
-    except Exception as exc:  # malformed message or signature: evidence, not a crash
-        return DkimResult(d, s, "permerror", str(exc)[:200])
-    if ok:
-        return DkimResult(d, s, "pass")
-    return DkimResult(d, s, "fail", "signature does not verify")
-
-
-# ---------------------------------------------------------------------- SPF
-
-_SPF_RESOLVER: contextvars.ContextVar[BlockingResolver | None] = contextvars.ContextVar(
-    "canary_spf_resolver", default=None
-)
-_PYSPF_LOOKUP: Callable[..., Any] = spf.DNSLookup
-
-
-def _spf_dns(name: str, qtype: str, strict: Any = True, timeout: Any = None) -> list[Any]:
-    """pyspf's DNS hook, answered by the resolver set for this thread (see module doc)."""
-    blocking = _SPF_RESOLVER.get()
-    if blocking is None:
-        return _PYSPF_LOOKUP(name, qtype, strict, timeout)
-    try:
-        rdatas = blocking.lookup(name, "TXT" if qtype == "SPF" else qtype)
-    except DnsTemporaryError as exc:
-        raise spf.TempError(f"DNS {exc}") from exc
-    out: list[Any] = []
-    for r in rdatas:
-        if qtype in ("A", "AAAA"):
-            out.append(((name, qtype), r.address))  # type: ignore[attr-defined]
-        elif qtype == "MX":
-            exchange = r.exchange.to_text(omit_final_dot=True)  # type: ignore[attr-defined]
-            out.append(((name, qtype), (r.preference, exchange)))  # type: ignore[attr-defined]
-        elif qtype == "PTR":
-            out.append(((name, qtype), r.target.to_text(omit_final_dot=True)))  # type: ignore[attr-defined]
-        elif qtype in ("TXT", "SPF"):
-            out.append(((name, qtype), tuple(r.strings)))  # type: ignore[attr-defined]
-    return out
-
-
-if getattr(spf.DNSLookup, "__name__", "") != "_spf_dns":
-    spf.DNSLookup = _spf_dns
-
-
-async def _spf(
-    blocking: BlockingResolver,
-    ip: str | None,
-    sender: str,
-    helo: str,
-    identity: str,
-    domain: str | None,
-) -> SpfResult:
-    """SPF for one identity; ``none`` when there is no domain or no usable peer IP."""
-    if not domain:
-        return SpfResult(identity, None, "none", "no domain to check")
-    if ip is None:
-        return SpfResult(identity, domain, "none", "no connecting IP")
-
-    def run() -> tuple[str, str]:
-        token = _SPF_RESOLVER.set(blocking)
-        try:
-            query = spf.query(i=ip, s=sender, h=helo or domain, timeout=blocking.resolver.timeout)
-            result, _code, explanation = query.check()
-            return str(result), str(explanation)
-        except Exception as exc:  # pyspf chokes on odd input: record it, never crash
-            return "permerror", str(exc)[:200]
-        finally:
-            _SPF_RESOLVER.reset(token)
-
-    result, explanation = await asyncio.to_thread(run)
-    return SpfResult(identity, domain, result, explanation)
 
 
 # ---------------------------------------------------------------------- DMARC and rDNS

@@ -243,3 +243,47 @@ async def test_garbage_input_does_not_crash(dns_server: TestDnsServer) -> None:
     result = await run(dns_server, raw, peer="not-an-ip", helo="[1.2.3.4]", mail_from="<>")
     assert result.sender_org is None
     assert result.spf.result == "none"
+
+
+async def test_end_to_end_with_signals_and_verdict(dns_server: TestDnsServer, key: DkimKey) -> None:
+    """authenticate -> signals -> evaluate: the design brief's example sentence."""
+    from datetime import UTC, datetime, timedelta
+
+    from canary.signals import analyse
+    from canary.verdicts import AuthFacts, DeliveryFacts, SourceFacts, evaluate
+
+    dns_server.txt("s1._domainkey.brokerx.test", key.record())
+    dns_server.txt("_dmarc.brokerx.test", "v=DMARC1; p=quarantine")
+    raw = dkim_sign(message(from_="Deals <deals@brokerx.test>"), "brokerx.test", "s1", key)
+    auth = await run(dns_server, raw, mail_from="b@bounce.esp-mail.test")
+    html = '<img src="https://px.adnet.test/o.gif?e=a1b2c3%40canary.test">'
+    signals = analyse(
+        {"List-Unsubscribe": "<mailto:u@x>"}, "", html, [], "a1b2c3@canary.test", auth.sender_org
+    )
+    signup = datetime(2024, 1, 1, tzinfo=UTC)
+    draft = evaluate(
+        DeliveryFacts(
+            recipient="a1b2c3@canary.test",
+            recipient_kind="canary",
+            received_at=signup + timedelta(days=143),
+            auth=AuthFacts.from_result(auth),
+            signals=signals,
+            source=SourceFacts("pinterest.com", frozenset({"pinterest.com"})),
+            given_at=signup,
+        )
+    )
+    assert draft.verdict == "shared"
+    assert draft.sentence == (
+        "Sent by brokerx.test (DKIM verified), which was never given this address: "
+        "pinterest.com shared it 143 days after signup."
+    )
+    evidence = [str(e) for e in draft.evidence]
+    for item in (
+        "not_authorised_for_source org=brokerx.test",
+        "first_mail_days_after_issue=143",
+        "dkim_pass d=brokerx.test s=s1",
+        "dmarc_pass p=quarantine",
+        "list_unsubscribe_present",
+        "address_in_third_party_url host=px.adnet.test encoding=url-encoded",
+    ):
+        assert item in evidence
