@@ -11,7 +11,7 @@ from datetime import datetime
 import pytest
 
 from canary.errors import NotFound
-from canary.evidence import MANIFEST, build_pack
+from canary.evidence_pack import MANIFEST, build_pack
 from canary.identity import IdentityRequest, create_identities
 from canary.issuance import record_hash
 from canary.models import Delivery, Finding, Incident, Message, User
