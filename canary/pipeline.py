@@ -151,6 +151,20 @@ def first_verdict(
     )
 
 
+def _dead_here(worker_id: str, host: str) -> bool:
+    """True when ``worker_id`` (host:pid) names a process of this host that is gone."""
+    claim_host, _, pid_text = worker_id.rpartition(":")
+    if claim_host != host or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, owned by someone else
+        return False
+    return False
+
+
 def _aware(moment: datetime) -> datetime:
     from datetime import UTC
 
@@ -210,6 +224,30 @@ class Analyzer:
         )
         with self.store.engine.begin() as conn:
             return sorted(row[0] for row in conn.execute(statement))
+
+    def release_dead_claims(self) -> int:
+        """Make claims of dead processes on this host claimable now; return how many.
+
+        A process killed mid-analysis leaves its messages ``analysing``. Claims from
+        other hosts wait for ``claim_timeout``; on this host we can ask the kernel
+        whether the claiming pid still lives, so a restart picks them up at once.
+        """
+        host = socket.gethostname()
+        table = Message.__table__  # type: ignore[attr-defined]
+        c = table.c
+        with self.store.engine.begin() as conn:
+            holders = conn.execute(
+                select(c.claimed_by).where(c.state == "analysing").distinct()
+            ).scalars()
+            dead = [h for h in holders if h and h != self.worker_id and _dead_here(h, host)]
+            if not dead:
+                return 0
+            result = conn.execute(
+                update(table)
+                .where(c.state == "analysing", c.claimed_by.in_(dead))
+                .values(state="queued", claimed_at=None, claimed_by=None)
+            )
+            return int(result.rowcount or 0)
 
     # ------------------------------------------------------------------ analysis
 
@@ -308,6 +346,12 @@ class Analyzer:
     async def run(self, stop: asyncio.Event) -> None:
         """Analyse in a worker thread until ``stop`` is set; poll when idle."""
         self._wake = asyncio.Event()
+        try:
+            released = await asyncio.to_thread(self.release_dead_claims)
+            if released:
+                log.info("took over %d message(s) from dead workers", released)
+        except Exception:
+            log.exception("analysis worker: could not release dead claims")
         while not stop.is_set():
             self._wake.clear()
             try:

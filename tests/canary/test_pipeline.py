@@ -157,3 +157,21 @@ async def test_worker_loop_runs_in_the_background(store: Store, settings: Settin
     stop.set()
     await task
     assert states == {"analysed"}
+
+
+async def test_claims_of_dead_processes_on_this_host_are_released(
+    store: Store, settings: Settings
+) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    await _receive(store, settings, (["a@canary.test"], b"1"))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    crashed = Analyzer(store, settings, worker_id=f"{socket.gethostname()}:{dead.pid}")
+    assert len(crashed.claim()) == 1
+    alive = Analyzer(store, settings)  # this process: its own pid is alive
+    assert alive.claim() == []
+    assert alive.release_dead_claims() == 1
+    assert alive.drain() == 1
