@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from canary import dmarc
 from canary.dkimverify import DkimResult, verify_dkim
 from canary.dns import BlockingResolver, DnsTemporaryError, Resolver
-from canary.evidence import Evidence, details
+from canary.evidence_items import Evidence, details
 from canary.orgs import domain_of, registrable_domain
 from canary.spfcheck import SpfResult, check_spf
 

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from canary.evidence import Evidence
+from canary.evidence_items import Evidence
 from canary.verdicts import FindingDraft
 
 INCIDENT_KINDS = ("shared", "breach", "after_retirement", "cross_source")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from urllib.parse import unquote, unquote_plus, urlsplit
 
-from canary.evidence import Evidence, details
+from canary.evidence_items import Evidence, details
 from canary.orgs import registrable_domain
 
 EXECUTABLE_EXTENSIONS = frozenset(

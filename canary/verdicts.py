@@ -39,7 +39,7 @@ from datetime import datetime
 
 from canary.auth import AuthResult
 from canary.campaigns import DEFAULT_MIN_SOURCES, CampaignSignal
-from canary.evidence import Evidence, details
+from canary.evidence_items import Evidence, details
 from canary.orgs import registrable_domain
 from canary.signals import Signals
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from canary.evidence import Evidence
+from canary.evidence_items import Evidence
 from canary.incidents import (
     FindingRecord,
     IncidentState,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from canary.evidence import Evidence
+from canary.evidence_items import Evidence
 from canary.signals import (
     Attachment,
     analyse,

@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from canary.campaigns import CampaignSignal
-from canary.evidence import Evidence
+from canary.evidence_items import Evidence
 from canary.signals import Signals
 from canary.verdicts import AuthFacts, DeliveryFacts, SourceFacts, evaluate, verdict_counts
 
