@@ -1,0 +1,63 @@
+"""``canary messages`` and ``canary message show`` on received, analysed mail."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from canary.cli import main
+from canary.config import Settings
+from canary.models import User
+from canary.pipeline import Analyzer
+from canary.store import Store
+from tests.support.smtp import add_identity, add_source, message_bytes, send_message, start_server
+
+
+@pytest.fixture
+def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CANARY_DATABASE_URL", str(settings.database_url))
+    monkeypatch.setenv("CANARY_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("CANARY_DOMAINS", "canary.test")
+
+
+async def test_messages_list_and_show(
+    store: Store,
+    settings: Settings,
+    owner: User,
+    cli_env: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    shop = add_source(store, owner, "Shop", ["shop.test"])
+    add_identity(store, owner, shop, "k3m9abc", "Marc Q Kollier")
+    running = await start_server(store, settings)
+    try:
+        for rcpt in ("k3m9abc@canary.test", "guess@canary.test"):
+            reply = await send_message(
+                running.host, running.port, "b@shop.test", [rcpt], message_bytes(rcpt)
+            )
+            assert reply.code == 250
+    finally:
+        await running.stop()
+    Analyzer(store, settings).drain()
+
+    assert main(["messages", "--user", "alice", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["deliveries"][0]["verdict"] for r in rows] == ["unattributed", "expected"]
+
+    assert main(["messages", "--user", "alice", "--source", "shop", "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert row["subject"] == "k3m9abc@canary.test"
+
+    assert main(["message", "show", str(row["id"]), "--user", "alice"]) == 0
+    text = capsys.readouterr().out
+    assert "expected" in text and "Marc Q Kollier" in text and "mail from b@shop.test" in text
+
+    assert main(["message", "show", str(row["id"]), "--user", "alice", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["envelope"]["rcpt_to"] == ["k3m9abc@canary.test"]
+    assert shown["deliveries"][0]["source"] == "Shop"
+
+    assert main(["message", "show", "99999", "--user", "alice"]) == 1
+    assert main(["messages", "--user", "alice"]) == 0
+    assert "guess@canary.test=unattributed" in capsys.readouterr().out
