@@ -209,3 +209,73 @@ class Incident(SQLModel, table=True):
     finding_count: int = 0
     organisations: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Study(SQLModel, table=True):
+    """A researcher's named measurement: many sites, synthetic personas, one report."""
+
+    __tablename__ = "study"
+    __table_args__ = (UniqueConstraint("owner_id", "slug", name="uq_study_owner_slug"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_id: int = Field(foreign_key="user_account.id", index=True)
+    name: str = Field(max_length=200)
+    slug: str = Field(max_length=64)
+    locale: str = Field(default="en_US", max_length=16)
+    # Opt-in: fetch the confirmation link of the first authenticated mail from a site.
+    auto_confirm: bool = False
+    notes: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class StudySite(SQLModel, table=True):
+    """One site of a study: the source created for it and the plan's category."""
+
+    __tablename__ = "study_site"
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    source_id: int = Field(foreign_key="source.id", unique=True)
+    category: str = Field(default="", max_length=100)
+    plan_line: int | None = None
+
+
+class ConfirmationAttempt(SQLModel, table=True):
+    """The one fetch of a confirmation link for an identity, and what happened."""
+
+    __tablename__ = "confirmation_attempt"
+
+    id: int | None = Field(default=None, primary_key=True)
+    identity_id: int = Field(foreign_key="identity.id", unique=True)
+    delivery_id: int = Field(foreign_key="delivery.id", index=True)
+    url: str
+    # fetched: got an HTTP answer; refused: not allowed (domain, address); error: network.
+    outcome: str = Field(max_length=16)
+    status_code: int | None = None
+    address: str | None = Field(default=None, max_length=64)
+    bytes_read: int = 0
+    detail: str = ""
+    attempted_at: datetime = Field(default_factory=utcnow)
+
+
+class SeedBatch(SQLModel, table=True):
+    """Seed records made for one vendor at one time, to append to the list it receives."""
+
+    __tablename__ = "seed_batch"
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_id: int = Field(foreign_key="user_account.id", index=True)
+    source_id: int = Field(foreign_key="source.id", index=True)
+    label: str = Field(default="", max_length=200)
+    count: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class SeedRecord(SQLModel, table=True):
+    """Membership of an identity in a seed batch."""
+
+    __tablename__ = "seed_record"
+
+    id: int | None = Field(default=None, primary_key=True)
+    batch_id: int = Field(foreign_key="seed_batch.id", index=True)
+    identity_id: int = Field(foreign_key="identity.id", unique=True)
