@@ -175,3 +175,24 @@ async def test_claims_of_dead_processes_on_this_host_are_released(
     assert alive.claim() == []
     assert alive.release_dead_claims() == 1
     assert alive.drain() == 1
+
+
+async def test_postgres_claims_skip_rows_locked_by_another_process(
+    store: Store, settings: Settings
+) -> None:
+    """FOR UPDATE SKIP LOCKED: a row another worker holds is skipped, not waited for."""
+    import pytest
+    from sqlalchemy import text
+
+    if store.backend != "postgresql":
+        pytest.skip("row locks are a PostgreSQL feature; SQLite claims under its write lock")
+    await _receive(store, settings, (["a@canary.test"], b"1"), (["b@canary.test"], b"2"))
+    with store.engine.connect() as other:
+        other.begin()
+        locked = other.execute(
+            text("SELECT id FROM message ORDER BY id LIMIT 1 FOR UPDATE")
+        ).scalar_one()
+        claimed = Analyzer(store, settings, worker_id="w2").claim()
+        assert locked not in claimed and len(claimed) == 1
+        other.rollback()
+    assert Analyzer(store, settings, worker_id="w3").claim() == [locked]
