@@ -104,6 +104,32 @@ def cmd_retire(ctx: CliContext) -> None:
     ctx.emit(data, lambda: print(f"{data['alias']} retired"))
 
 
+def cmd_given(ctx: CliContext) -> None:
+    """Record when identities were used for a signup (time-to-leak starts there)."""
+    from pathlib import Path
+
+    from canary.study import parse_given_csv, parse_time, record_given
+
+    args = ctx.args
+    if args.csv:
+        entries = parse_given_csv(Path(args.csv).read_text(encoding="utf-8-sig"))
+    elif args.address:
+        entries = [(args.address, parse_time(args.at or "now"))]
+    else:
+        raise CommandFailed("name an identity (id or alias) or give --csv FILE")
+    with ctx.store.session() as session:
+        owner = ctx.user(session)
+        data = [identity_dict(i) for i in record_given(session, owner, entries)]
+
+    def human() -> None:
+        for item in data[:20]:
+            print(f"{item['alias']} given at {item['given_at']:%Y-%m-%d %H:%M:%S %Z}")
+        if len(data) > 20:
+            print(f"... {len(data):,} signup times recorded")
+
+    ctx.emit(data, human)
+
+
 def cmd_list(ctx: CliContext) -> None:
     with ctx.store.session() as session:
         owner = ctx.user(session)
@@ -168,6 +194,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_user_flag(retire)
     add_json_flag(retire)
     retire.set_defaults(handler=cmd_retire)
+
+    given = commands.add_parser("given", help="record when an identity was used for a signup")
+    given.add_argument("address", nargs="?", help="alias address or identity id")
+    given.add_argument("--at", help="ISO 8601 time of the signup (default: now; naive = UTC)")
+    given.add_argument("--csv", help="bulk: a CSV with identity (id or alias) and given_at")
+    add_user_flag(given)
+    add_json_flag(given)
+    given.set_defaults(handler=cmd_given)
 
     lst = commands.add_parser("list", help="list identities, newest first")
     lst.add_argument("--source", help="only this source")
