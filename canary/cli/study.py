@@ -187,7 +187,18 @@ def cmd_confirm(ctx: CliContext) -> None:
         study = get_study(session, owner, ctx.args.study)
         if ctx.args.enable or ctx.args.disable:
             set_auto_confirm(session, study, bool(ctx.args.enable))
-        data = {"study": study.name, "auto_confirm": study.auto_confirm}
+        data: dict = {"study": study.name, "auto_confirm": study.auto_confirm}
+    if ctx.args.run:
+        from canary.confirm import run_confirmations
+
+        # Every opted-in study of the installation is served; each link is fetched once.
+        with ctx.store.session() as session:
+            attempts = run_confirmations(session)
+            data["attempts"] = [
+                {"identity_id": a.identity_id, "url": a.url, "outcome": a.outcome,
+                 "status_code": a.status_code, "detail": a.detail}
+                for a in attempts
+            ]  # fmt: skip
     ctx.emit(
         data,
         lambda: print(
@@ -265,6 +276,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     switch = confirm.add_mutually_exclusive_group()
     switch.add_argument("--enable", action="store_true", help="opt in")
     switch.add_argument("--disable", action="store_true", help="opt out")
+    confirm.add_argument(
+        "--run", action="store_true", help="fetch pending confirmation links of opted-in studies"
+    )
     add_user_flag(confirm)
     add_json_flag(confirm)
     confirm.set_defaults(handler=cmd_confirm)
