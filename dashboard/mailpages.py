@@ -1,0 +1,96 @@
+"""Message pages: search, one message, its sanitised HTML body frame, the raw download."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+from canary.dashboard import keys
+from canary.dashboard.api import message_filter, raw_response
+from canary.dashboard.auth import current_user
+from canary.dashboard.db import run
+from canary.dashboard.sanitize import clean_html
+from canary.dashboard.serialize import int_param, path_id
+from canary.dashboard.templating import render
+from sqlmodel import Session
+
+from canary import inbox
+from canary import sources as source_service
+from canary.models import VERDICTS
+
+# The body frame: no script, no remote anything, a unique origin (sandbox), framed only
+# by our own pages. This is the policy that keeps a tracking pixel from firing even if
+# the sanitiser missed something.
+BODY_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox; frame-ancestors 'self'"
+)
+FILTER_KEYS = ("source_id", "verdict", "sender_org", "since", "until", "message_id", "recipient")
+
+
+async def messages_page(request: web.Request) -> web.Response:
+    user = current_user(request)
+    q = request.query
+    where = message_filter(q)
+    before = int_param(q.get("before"), "before")
+
+    def work(session: Session) -> dict[str, Any]:
+        return {
+            "page": inbox.search_messages(session, user, where, before, 50),
+            "sources": source_service.list_sources(session, user),
+        }
+
+    data = await run(request.app[keys.STORE], work)
+    kept = {k: q[k] for k in FILTER_KEYS if q.get(k)}
+    page = data["page"]
+    data.update(
+        filters=kept,
+        verdicts=VERDICTS,
+        next_url=(
+            "/messages?" + urlencode({**kept, "before": page.next_before})
+            if page.next_before
+            else None
+        ),
+        first_url=("/messages?" + urlencode(kept)) if before else None,
+    )
+    return render(request, "messages.html", data)
+
+
+async def message_page(request: web.Request) -> web.Response:
+    user = current_user(request)
+    message_id = path_id(request)
+    detail = await run(request.app[keys.STORE], lambda s: inbox.message_detail(s, user, message_id))
+    return render(request, "message.html", {"m": detail})
+
+
+async def message_body(request: web.Request) -> web.Response:
+    """The sanitised HTML body, as its own sandboxed document for an iframe."""
+    user = current_user(request)
+    message_id = path_id(request)
+    html = await run(request.app[keys.STORE], lambda s: inbox.html_body(s, user, message_id))
+    document = (
+        '<!doctype html><html><head><meta charset="utf-8">'
+        "<style>body{font:14px/1.5 system-ui,sans-serif;color:#1d2433;margin:12px;"
+        "word-wrap:break-word}img{max-width:100%}</style></head><body>"
+        f"{clean_html(html)}</body></html>"
+    )
+    return web.Response(
+        text=document,
+        content_type="text/html",
+        headers={"Content-Security-Policy": BODY_CSP, "X-Content-Type-Options": "nosniff"},
+    )
+
+
+async def message_raw(request: web.Request) -> web.Response:
+    user = current_user(request)
+    message_id = path_id(request)
+    raw = await run(request.app[keys.STORE], lambda s: inbox.raw_message(s, user, message_id))
+    return raw_response(raw, message_id)
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the message pages."""
+    app.router.add_get("/messages", messages_page)
+    app.router.add_get("/messages/{id}", message_page)
+    app.router.add_get("/messages/{id}/body", message_body)
+    app.router.add_get("/messages/{id}/raw", message_raw)

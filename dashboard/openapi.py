@@ -1,0 +1,199 @@
+"""The OpenAPI 3.1 description of ``/api/v1``, served at ``/api/v1/openapi.json``.
+
+Kept as data next to the routes; a test checks that every API route is described and
+every described path is routed, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from canary.models import INCIDENT_STATUSES, VERDICTS
+
+_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+
+
+def _q(name: str, description: str, kind: str = "string", **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": {"type": kind, **extra},
+    }
+
+
+_PAGE = [
+    _q("before", "keyset pagination: only rows with a smaller id (next_before)", "integer"),
+    _q("limit", "page size, at most 200", "integer", default=50),
+]
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "properties": {
+            "error": {
+                "type": "object",
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                "required": ["code", "message"],
+            }
+        },
+    },
+    "Page": {
+        "type": "object",
+        "properties": {
+            "items": {"type": "array", "items": {"type": "object"}},
+            "next_before": {"type": ["integer", "null"]},
+        },
+    },
+    "NewSource": {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string"},
+            "domains": {"type": "array", "items": {"type": "string"}},
+            "url": {"type": "string"},
+            "notes": {"type": "string"},
+        },
+    },
+    "NewSender": {
+        "type": "object",
+        "required": ["domain"],
+        "properties": {
+            "domain": {"type": "string"},
+            "reason": {"type": "string", "enum": ["own", "provider", "acquirer", "user"]},
+        },
+    },
+    "NewIdentity": {
+        "type": "object",
+        "description": "source_id of an existing source, or source: a name (created if new)",
+        "properties": {
+            "source_id": {"type": "integer"},
+            "source": {"type": "string"},
+            "style": {"type": "string", "enum": ["token", "words", "slug"]},
+            "domain": {"type": "string"},
+            "real_name": {"type": "string"},
+        },
+    },
+    "BulkIdentities": {
+        "allOf": [
+            {"$ref": "#/components/schemas/NewIdentity"},
+            {
+                "type": "object",
+                "required": ["count"],
+                "properties": {"count": {"type": "integer", "minimum": 1, "maximum": 10000}},
+            },
+        ]
+    },
+    "Trace": {"type": "object", "required": ["q"], "properties": {"q": {"type": "string"}}},
+}
+
+
+def _op(summary: str, params: list[Any] | None = None, body: str | None = None) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "parameters": params or [],
+        "responses": {
+            "200": {"description": "OK", "content": {"application/json": {}}},
+            "default": {
+                "description": "error",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
+        },
+    }
+    if body:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}},
+        }
+    return op
+
+
+PATHS: dict[str, dict[str, Any]] = {
+    "/sources": {
+        "get": _op("List sources with status (clean, shared, breach) and senders"),
+        "post": _op("Create a source", body="NewSource"),
+    },
+    "/sources/{id}": {"get": _op("Read a source with the organisations that wrote", [_ID])},
+    "/sources/{id}/senders": {
+        "post": _op("Authorise a sender domain for a source", [_ID], "NewSender")
+    },
+    "/identities": {
+        "get": _op("List identities", [_q("source_id", "only this source", "integer"), *_PAGE]),
+        "post": _op("Create one identity", body="NewIdentity"),
+    },
+    "/identities/bulk": {"post": _op("Create many identities", body="BulkIdentities")},
+    "/identities/{id}": {"get": _op("Read an identity", [_ID])},
+    "/identities/{id}/retire": {"post": _op("Retire an identity", [_ID])},
+    "/messages": {
+        "get": _op(
+            "Search messages, newest first",
+            [
+                _q("source_id", "delivered to this source", "integer"),
+                _q("verdict", "a delivery has this verdict", enum=list(VERDICTS)),
+                _q("sender_org", "sender organisation (registrable domain)"),
+                _q("since", "received at or after (ISO 8601)"),
+                _q("until", "received before (ISO 8601)"),
+                _q("message_id", "the Message-ID header, with or without <>"),
+                _q("recipient", "a recipient address"),
+                *_PAGE,
+            ],
+        )
+    },
+    "/messages/{id}": {"get": _op("Read a message with deliveries, findings, evidence", [_ID])},
+    "/messages/{id}/raw": {"get": _op("Download the raw message (message/rfc822)", [_ID])},
+    "/findings": {
+        "get": _op(
+            "List current findings",
+            [
+                _q("source_id", "only this source", "integer"),
+                _q("verdict", "only this verdict", enum=list(VERDICTS)),
+                *_PAGE,
+            ],
+        )
+    },
+    "/incidents": {
+        "get": _op(
+            "List incidents",
+            [
+                _q("source_id", "only this source", "integer"),
+                _q("status", "only this status", enum=list(INCIDENT_STATUSES)),
+                *_PAGE,
+            ],
+        )
+    },
+    "/incidents/{id}/confirm": {"post": _op("Confirm an incident", [_ID])},
+    "/incidents/{id}/dismiss": {"post": _op("Dismiss an incident", [_ID])},
+    "/incidents/{id}/reopen": {"post": _op("Reopen an incident", [_ID])},
+    "/trace": {
+        "get": _op("Which source got this name, address or code?", [_q("q", "the text")]),
+        "post": _op("Trace (text in the body)", body="Trace"),
+    },
+}
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI document."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "canarytrace API",
+            "version": "1",
+            "description": "Sources, identities, messages, findings, incidents and trace. "
+            'Errors are {"error": {"code", "message"}}.',
+        },
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"bearer": []}],
+        "paths": PATHS,
+        "components": {
+            "schemas": _SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    """Serve the OpenAPI document (public: it describes, it reveals no data)."""
+    return web.json_response(document())

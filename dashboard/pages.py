@@ -1,0 +1,198 @@
+"""Server-rendered pages: overview, new identity, sources, identities, trace.
+
+Message pages are in :mod:`dashboard.mailpages`, account pages in
+:mod:`dashboard.account`. Every page calls the same owner-scoped service functions as
+the API, so access rules live in one place (``canary/``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from canary.dashboard import account, keys, mailpages
+from canary.dashboard.auth import current_user
+from canary.dashboard.charts import bar_chart
+from canary.dashboard.db import run
+from canary.dashboard.serialize import identity_request, path_id, pick_or_create_source
+from canary.dashboard.templating import render
+from sqlmodel import Session
+
+from canary import inbox, review
+from canary import sources as source_service
+from canary.errors import CanaryError
+from canary.identity import create_identities, find_identity, list_identities, retire_identity
+from canary.models import Source
+from canary.overview import leaks_per_week, recent_findings, source_statuses
+from canary.trace import trace
+
+
+def _store(request: web.Request) -> Any:
+    return request.app[keys.STORE]
+
+
+async def overview(request: web.Request) -> web.Response:
+    user = current_user(request)
+
+    def work(session: Session) -> dict[str, Any]:
+        statuses = source_statuses(session, user)
+        counts = source_service.identity_counts(session, user)
+        open_incidents = inbox.list_incidents(session, user, status="open", limit=200).items
+        return {
+            "statuses": statuses,
+            "identity_counts": counts,
+            "tally": {
+                k: sum(s.status == k for s in statuses) for k in ("clean", "shared", "breach")
+            },
+            "findings": recent_findings(session, user, 8),
+            "weeks": leaks_per_week(session, user),
+            "open_incidents": open_incidents,
+        }
+
+    data = await run(_store(request), work)
+    data["chart"] = bar_chart(data["weeks"], label="Leak findings per week, last 12 weeks")
+    return render(request, "overview.html", data)
+
+
+# ---------------------------------------------------------------------- new identity
+
+
+async def new_identity_form(request: web.Request, error: str | None = None) -> web.Response:
+    user = current_user(request)
+    sources = await run(_store(request), lambda s: source_service.list_sources(s, user))
+    settings = request.app[keys.SETTINGS]
+    context = {
+        "sources": sources,
+        "error": error,
+        "domains": settings.domains,
+        "style": settings.identity_style,
+        "preset": request.query.get("source", ""),
+    }
+    return render(request, "new_identity.html", context, 400 if error else 200)
+
+
+async def new_identity_submit(request: web.Request) -> web.Response:
+    user = current_user(request)
+    form = await request.post()
+    data = {k: v for k, v in form.items() if isinstance(v, str)}
+    try:
+        wanted = identity_request(request.app[keys.SETTINGS], data)
+
+        def work(session: Session) -> int:
+            source = pick_or_create_source(session, user, None, data.get("source"))
+            made = create_identities(session, user, source, wanted)
+            assert made[0].id is not None
+            return made[0].id
+
+        identity_id = await run(_store(request), work)
+    except CanaryError as exc:  # show the problem next to the form, keep the input
+        return await new_identity_form(request, str(exc))
+    raise web.HTTPSeeOther(f"/identities/{identity_id}?new=1")
+
+
+async def identity_page(request: web.Request) -> web.Response:
+    user = current_user(request)
+    identity_id = path_id(request)
+
+    def work(session: Session) -> dict[str, Any]:
+        identity = find_identity(session, user, str(identity_id))
+        return {
+            "identity": identity,
+            "source": session.get(Source, identity.source_id),
+            "messages": inbox.search_messages(
+                session, user, inbox.MessageFilter(recipient=identity.alias), limit=20
+            ).items,
+        }
+
+    data = await run(_store(request), work)
+    data["new"] = request.query.get("new") == "1"
+    return render(request, "identity.html", data)
+
+
+async def identity_retire(request: web.Request) -> web.Response:
+    user = current_user(request)
+    identity_id = path_id(request)
+    await run(_store(request), lambda s: retire_identity(s, user, str(identity_id)))
+    raise web.HTTPSeeOther(f"/identities/{identity_id}")
+
+
+# ---------------------------------------------------------------------- sources
+
+
+async def source_page(request: web.Request) -> web.Response:
+    user = current_user(request)
+    source_id = path_id(request)
+
+    def work(session: Session) -> dict[str, Any]:
+        source = source_service.get_source(session, user, source_id)
+        status = next(s for s in source_statuses(session, user) if s.source.id == source.id)
+        authorised = source_service.authorised_domains(session, source)
+        organisations = inbox.source_organisations(session, source)
+        for org in organisations:
+            org["authorised"] = org["organisation"] in authorised
+        return {
+            "source": source,
+            "status": status,
+            "identities": list_identities(session, user, source, limit=200),
+            "authorised": authorised,
+            "organisations": organisations,
+            "findings": inbox.list_findings(session, user, source_id=source.id, limit=50).items,
+            "incidents": inbox.list_incidents(session, user, source_id=source.id).items,
+        }
+
+    return render(request, "source.html", await run(_store(request), work))
+
+
+async def sender_authorise(request: web.Request) -> web.Response:
+    user = current_user(request)
+    source_id = path_id(request)
+    domain = (await request.post()).get("domain")
+    reevaluate = request.app[keys.REEVALUATE]
+    await run(
+        _store(request),
+        lambda s: review.authorise_sender(
+            s, user, source_id, str(domain or ""), "user", reevaluate
+        ),
+    )
+    raise web.HTTPSeeOther(f"/sources/{source_id}")
+
+
+async def incident_action(request: web.Request) -> web.Response:
+    user = current_user(request)
+    incident_id = path_id(request)
+    status = {"confirm": "confirmed", "dismiss": "dismissed", "reopen": "open"}.get(
+        request.match_info["action"]
+    )
+    if status is None:
+        raise web.HTTPNotFound()
+    reevaluate = request.app[keys.REEVALUATE]
+    incident = await run(
+        _store(request),
+        lambda s: review.set_incident_status(s, user, incident_id, status, reevaluate),
+    )
+    raise web.HTTPSeeOther(f"/sources/{incident.source_id}#incidents")
+
+
+# ---------------------------------------------------------------------- trace
+
+
+async def trace_page(request: web.Request) -> web.Response:
+    user = current_user(request)
+    text = request.query.get("q", "").strip()
+    result = await run(_store(request), lambda s: trace(s, user, text)) if text else None
+    return render(request, "trace.html", {"q": text, "result": result})
+
+
+def add_routes(app: web.Application) -> None:
+    """Register every page."""
+    app.router.add_get("/", overview)
+    app.router.add_get("/new", new_identity_form)
+    app.router.add_post("/new", new_identity_submit)
+    app.router.add_get("/identities/{id}", identity_page)
+    app.router.add_post("/identities/{id}/retire", identity_retire)
+    app.router.add_get("/sources/{id}", source_page)
+    app.router.add_post("/sources/{id}/senders", sender_authorise)
+    app.router.add_post("/incidents/{id}/{action}", incident_action)
+    app.router.add_get("/trace", trace_page)
+    mailpages.add_routes(app)
+    account.add_routes(app)
