@@ -1,0 +1,86 @@
+"""`canary dns check` reads the canary domain's records from a real DNS server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from canary.dns import Resolver
+from canary.dnscheck import check_domain
+from tests.support.dns_server import TestDnsServer
+
+
+def publish_good_zone(dns: TestDnsServer) -> None:
+    dns.add("canary.test", "MX", "10 mx.canarytrace.test")
+    dns.txt("canary.test", "v=spf1 -all")
+    dns.txt("_dmarc.canary.test", "v=DMARC1; p=reject")
+
+
+async def test_a_correct_zone_passes(dns_server: TestDnsServer) -> None:
+    publish_good_zone(dns_server)
+    resolver = Resolver(dns_server.servers, timeout=2)
+    report = await check_domain(resolver, "canary.test", "mx.canarytrace.test")
+    assert report.ok, report
+    assert report.zone_lines() == []
+
+
+async def test_missing_and_wrong_records_are_reported_with_fixes(
+    dns_server: TestDnsServer,
+) -> None:
+    dns_server.add("canary.test", "MX", "10 mail.elsewhere.test")
+    dns_server.txt("canary.test", "v=spf1 include:_spf.esp.test ~all")
+    resolver = Resolver(dns_server.servers, timeout=2)
+    report = await check_domain(resolver, "canary.test", "mx.canarytrace.test")
+    by_name = {c.name: c for c in report.checks}
+    assert not report.ok
+    assert by_name["mx"].found == ("10 mail.elsewhere.test",)
+    assert not by_name["spf"].ok and not by_name["dmarc"].ok
+    assert report.zone_lines() == [
+        "canary.test. MX 10 mx.canarytrace.test.",
+        'canary.test. TXT "v=spf1 -all"',
+        '_dmarc.canary.test. TXT "v=DMARC1; p=reject; sp=reject; adkim=s; aspf=s"',
+    ]
+
+
+async def test_a_silent_dns_server_is_a_failed_check_not_a_crash(
+    dns_server: TestDnsServer,
+) -> None:
+    dns_server.mode = "silent"
+    resolver = Resolver(dns_server.servers, timeout=0.5)
+    report = await check_domain(resolver, "canary.test", None)
+    assert not report.ok
+    assert all("lookup failed" in c.advice for c in report.checks)
+
+
+def test_cli_prints_records_and_exits_non_zero(dns_server: TestDnsServer, tmp_path: Path) -> None:
+    dns_server.add("canary.test", "MX", "10 mx.canarytrace.test")
+    host, port = dns_server.servers[0]
+    env = {
+        **os.environ,
+        "CANARY_DATA_DIR": str(tmp_path),
+        "CANARY_DNS_SERVERS": f"{host}:{port}",
+        "CANARY_SMTP_HOSTNAME": "mx.canarytrace.test",
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "canary", "dns", "check", "canary.test", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 1, run.stderr
+    data = json.loads(run.stdout)
+    assert [c["ok"] for c in data["checks"]] == [True, False, False]
+    publish_good_zone(dns_server)
+    dns_server.remove("canary.test", "MX")
+    dns_server.add("canary.test", "MX", "10 mx.canarytrace.test")
+    ok = subprocess.run(
+        [sys.executable, "-m", "canary", "dns", "check", "canary.test"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.count("ok ") == 3
