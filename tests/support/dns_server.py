@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-import secrets
 import socket
 import threading
 from collections.abc import Iterator
@@ -203,50 +202,6 @@ def dns_server() -> Iterator[TestDnsServer]:
 # ---------------------------------------------------------------------- DKIM helpers
 
 
-def _is_probable_prime(n: int, rounds: int = 24) -> bool:
-    if n < 4:
-        return n in (2, 3)
-    for p in (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37):
-        if n % p == 0:
-            return n == p
-    d, r = n - 1, 0
-    while d % 2 == 0:
-        d, r = d // 2, r + 1
-    for _ in range(rounds):
-        x = pow(secrets.randbelow(n - 3) + 2, d, n)
-        if x in (1, n - 1):
-            continue
-        for _ in range(r - 1):
-            x = pow(x, 2, n)
-            if x == n - 1:
-                break
-        else:
-            return False
-    return True
-
-
-def _prime(bits: int, e: int) -> int:
-    while True:
-        candidate = secrets.randbits(bits) | (1 << (bits - 1)) | (1 << (bits - 2)) | 1
-        if (candidate - 1) % e and _is_probable_prime(candidate):
-            return candidate
-
-
-def _der_len(n: int) -> bytes:
-    if n < 0x80:
-        return bytes([n])
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(body)]) + body
-
-
-def _der(tag: int, body: bytes) -> bytes:
-    return bytes([tag]) + _der_len(len(body)) + body
-
-
-def _der_int(n: int) -> bytes:
-    return _der(0x02, n.to_bytes(n.bit_length() // 8 + 1, "big"))
-
-
 @dataclass(frozen=True)
 class DkimKey:
     """An RSA key pair: PKCS#1 PEM private key for dkimpy, base64 SPKI for the TXT record."""
@@ -260,25 +215,20 @@ class DkimKey:
 
 
 def generate_dkim_key(bits: int = 1024) -> DkimKey:
-    """A fresh RSA key pair, made in pure Python."""
-    e = 65537
-    while True:
-        p, q = _prime(bits // 2, e), _prime(bits // 2, e)
-        n = p * q
-        if p != q and n.bit_length() == bits:
-            break
-    d = pow(e, -1, (p - 1) * (q - 1))
-    private = _der(
-        0x30,
-        b"".join(_der_int(v) for v in (0, n, e, d, p, q, d % (p - 1), d % (q - 1), pow(q, -1, p))),
+    """A fresh RSA key pair made with the cryptography package."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,  # PKCS#1, what dkimpy reads
+        serialization.NoEncryption(),
     )
-    rsa_public = _der(0x30, _der_int(n) + _der_int(e))
-    algorithm = _der(0x30, _der(0x06, bytes.fromhex("2a864886f70d010101")) + b"\x05\x00")
-    spki = _der(0x30, algorithm + _der(0x03, b"\x00" + rsa_public))
-    b64 = base64.b64encode(private).decode()
-    lines = "\n".join(b64[i : i + 64] for i in range(0, len(b64), 64))
-    pem = f"-----BEGIN RSA PRIVATE KEY-----\n{lines}\n-----END RSA PRIVATE KEY-----\n"
-    return DkimKey(pem.encode(), base64.b64encode(spki).decode())
+    spki = private.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return DkimKey(pem, base64.b64encode(spki).decode())
 
 
 def publish_dkim_key(server: TestDnsServer, domain: str, selector: str, key: DkimKey) -> None:
