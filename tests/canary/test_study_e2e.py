@@ -101,8 +101,8 @@ async def test_fifty_site_study_report_and_export(
     try:
         for n, persona in personas.items():
             content = _mail(f"Site {n:02d} <hello@mail.site{n:02d}.test>", persona.alias, "Welcome")
-            reply = await send_message(running.host, running.port,
-                                       f"bounce@site{n:02d}.test", [persona.alias], content)  # fmt: skip
+            bounce = f"bounce@site{n:02d}.test"
+            reply = await send_message(running.host, running.port, bounce, [persona.alias], content)
             assert reply.code == 250, reply
         for n in LEAKING:
             for org in THIRD_PARTIES:
