@@ -71,8 +71,10 @@ async def test_vendor_mail_is_expected_and_a_stranger_is_an_incident_naming_the_
     store: Store, settings: Settings, owner: User
 ) -> None:
     with store.session() as session:
-        result = new_seed_batch(session, owner, "MailCo", 2, domain="canary.test",
-                                vendor_domains=["mailco.test"], company_domains=["acme.test"])  # fmt: skip
+        result = new_seed_batch(
+            session, owner, "MailCo", 2, domain="canary.test",
+            vendor_domains=["mailco.test"], company_domains=["acme.test"],
+        )  # fmt: skip
     seed = result.identities[0]
     running = await start_server(store, settings)
     try:
