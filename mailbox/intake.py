@@ -25,6 +25,7 @@ from datetime import datetime
 
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 from canary.alias import normalise_address
 from canary.models import Delivery, Message, utcnow
@@ -199,22 +200,33 @@ class Intake:
                 batch.append(item)
             # A session whose client vanished no longer waits for its reply, but the
             # message was received completely, so it is still written.
-            messages = [m for m, _ in batch]
-            try:
-                ids = await asyncio.to_thread(write_batch, self.engine, messages)
-            except Exception as exc:  # any database failure: every sender retries
-                log.warning("intake: could not commit %d message(s): %s", len(batch), exc)
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            self.batches += 1
-            self.committed += len(ids)
-            for (_, future), message_id in zip(batch, ids, strict=True):
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[_Item]) -> None:
+        """Write one batch and resolve its futures (a DB error fails them: 451)."""
+        messages = [m for m, _ in batch]
+        try:
+            ids = await asyncio.to_thread(write_batch, self.engine, messages)
+        except Exception as exc:
+            if len(batch) > 1 and not isinstance(exc, OperationalError):
+                # Not an outage but something about one message: write them one by
+                # one so that only the offending sender is asked to retry.
+                log.warning("intake: batch of %d failed (%s); writing singly", len(batch), exc)
+                for item in batch:
+                    await self._commit([item])
+                return
+            log.warning("intake: could not commit %d message(s): %s", len(batch), exc)
+            for _, future in batch:
                 if not future.done():
-                    future.set_result(message_id)
-            if self.on_commit is not None:
-                try:
-                    self.on_commit(ids)
-                except Exception:  # a wake-up hook must never stop the intake
-                    log.exception("intake: on_commit hook failed")
+                    future.set_exception(exc)
+            return
+        self.batches += 1
+        self.committed += len(ids)
+        for (_, future), message_id in zip(batch, ids, strict=True):
+            if not future.done():
+                future.set_result(message_id)
+        if self.on_commit is not None:
+            try:
+                self.on_commit(ids)
+            except Exception:  # a wake-up hook must never stop the intake
+                log.exception("intake: on_commit hook failed")
