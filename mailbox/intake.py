@@ -36,9 +36,10 @@ log = logging.getLogger(__name__)
 # section 4.5.1 requires postmaster; RFC 2142 names abuse). Kept apart as kind "role".
 ROLE_MAILBOXES = frozenset({"postmaster", "abuse"})
 
-# A batch never grows past this many messages, which bounds the size of one
-# transaction (and of the memory held while it is written).
+# A batch stops growing at this many messages or bytes, which bounds the size of one
+# transaction (and the memory held while it is written).
 MAX_BATCH = 256
+MAX_BATCH_BYTES = 64 * 1024 * 1024
 
 
 def clean_text(value: str | None, limit: int = 4096) -> str:
@@ -191,13 +192,15 @@ class Intake:
             if first is None:
                 break
             batch: list[_Item] = [first]
+            size = len(first[0].raw)
             # Everything that arrived while the previous batch was being written.
-            while len(batch) < self.max_batch and not queue.empty():
+            while len(batch) < self.max_batch and size < MAX_BATCH_BYTES and not queue.empty():
                 item = queue.get_nowait()
                 if item is None:
                     stopping = True
                     break
                 batch.append(item)
+                size += len(item[0].raw)
             # A session whose client vanished no longer waits for its reply, but the
             # message was received completely, so it is still written.
             await self._commit(batch)

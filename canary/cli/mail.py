@@ -28,6 +28,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     show.set_defaults(handler=cmd_show)
 
 
+_CONTROL = {c: "\ufffd" for c in [*range(0, 32), 127, *range(128, 160)]}
+_CONTROL.update({9: " ", 10: " ", 13: " "})
+
+
+def _safe(value: object) -> str:
+    """Text from a message made safe for a terminal: no escape or control characters.
+
+    Subjects and headers come from anyone; an ESC sequence in a subject must not be able
+    to rewrite the operator's screen.
+    """
+    return str(value).translate(_CONTROL)
+
+
+def _out(line: str) -> None:
+    print(_safe(line))
+
+
 def _verdicts(deliveries: list[dict[str, Any]]) -> str:
     parts = []
     for d in deliveries:
@@ -43,13 +60,13 @@ def cmd_messages(ctx: CliContext) -> int:
 
     def human() -> None:
         if not rows:
-            print("no messages")
+            _out("no messages")
         for r in rows:
             when = r["received_at"].strftime("%Y-%m-%d %H:%M:%S")
             sender = r["from"] or r["mail_from"] or "<>"
             subject = (r["subject"] or "")[:60]
-            print(f"{r['id']:>6}  {when}  {r['state']:<10}  {sender}  {subject!r}")
-            print(f"        {_verdicts(r['deliveries'])}")
+            _out(f"{r['id']:>6}  {when}  {r['state']:<10}  {sender}  {subject}")
+            _out(f"        {_verdicts(r['deliveries'])}")
 
     ctx.emit(rows, human)
     return 0
@@ -62,34 +79,34 @@ def cmd_show(ctx: CliContext) -> int:
 
     def human() -> None:
         env = data["envelope"]
-        print(f"message {data['id']}  state={data['state']}")
+        _out(f"message {data['id']}  state={data['state']}")
         if data["error"]:
-            print(f"  error: {data['error']}")
-        print(f"  received  {env['received_at'].isoformat()} from {env['peer_ip']}")
-        print(f"  helo      {env['helo']}   tls={'yes' if env['tls'] else 'no'}")
-        print(f"  mail from {env['mail_from']}")
-        print(f"  rcpt to   {', '.join(env['rcpt_to'])}")
-        print(f"  size      {env['size']} bytes")
+            _out(f"  error: {data['error']}")
+        _out(f"  received  {env['received_at'].isoformat()} from {env['peer_ip']}")
+        _out(f"  helo      {env['helo']}   tls={'yes' if env['tls'] else 'no'}")
+        _out(f"  mail from {env['mail_from']}")
+        _out(f"  rcpt to   {', '.join(env['rcpt_to'])}")
+        _out(f"  size      {env['size']} bytes")
         headers = data["headers"]
         for key in ("from", "to", "reply_to"):
             if headers[key]:
-                print(f"  {key:<9} {', '.join(headers[key])}")
+                _out(f"  {key:<9} {', '.join(headers[key])}")
         for key in ("sender", "return_path", "message_id", "date", "subject", "list_id"):
             if headers[key]:
-                print(f"  {key:<9} {headers[key]}")
+                _out(f"  {key:<9} {headers[key]}")
         if headers["list_unsubscribe"]:
-            print(f"  list-unsubscribe {headers['list_unsubscribe']}")
-        print(
+            _out(f"  list-unsubscribe {headers['list_unsubscribe']}")
+        _out(
             f"  received headers {len(headers['received'])}, dkim signatures "
             f"{headers['dkim_signatures']}"
         )
         for a in data["attachments"]:
-            print(
+            _out(
                 f"  attachment {a['filename'] or '(no name)'} {a['type']} {a['size']} bytes "
                 f"sha256={a['sha256'][:16]}"
             )
         if not data["parse"]["parsed"]:
-            print(f"  unparsable: {data['parse']['error']}")
+            _out(f"  unparsable: {data['parse']['error']}")
         for d in data["deliveries"]:
             verdict = d["verdict"] or ("role mailbox" if d["kind"] == "role" else "pending")
             who = (
@@ -97,11 +114,11 @@ def cmd_show(ctx: CliContext) -> int:
                 if d["identity"]
                 else d["kind"]
             )
-            print(f"  delivery {d['recipient']}: {who}: {verdict}")
+            _out(f"  delivery {d['recipient']}: {who}: {verdict}")
             if d["sentence"]:
-                print(f"    {d['sentence']}")
+                _out(f"    {d['sentence']}")
             for e in d["evidence"]:
-                print(f"    - {e['code']} {e['detail']}".rstrip())
+                _out(f"    - {e['code']} {e['detail']}".rstrip())
 
     ctx.emit(data, human)
     return 0

@@ -61,3 +61,29 @@ async def test_messages_list_and_show(
     assert main(["message", "show", "99999", "--user", "alice"]) == 1
     assert main(["messages", "--user", "alice"]) == 0
     assert "guess@canary.test=unattributed" in capsys.readouterr().out
+
+
+async def test_terminal_escapes_in_headers_are_neutralised(
+    store: Store,
+    settings: Settings,
+    owner: User,
+    cli_env: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    running = await start_server(store, settings)
+    try:
+        evil = (
+            b"Subject: =?utf-8?q?=1B]0;pwned=07=1B[2J?= hi\r\nFrom: a\x1b[31m@x.test\r\n\r\nx\r\n"
+        )
+        reply = await send_message(running.host, running.port, "a@x.test", ["a@canary.test"], evil)
+        assert reply.code == 250
+    finally:
+        await running.stop()
+    Analyzer(store, settings).drain()
+    assert main(["messages", "--user", "alice"]) == 0
+    listing = capsys.readouterr().out
+    assert main(["message", "show", "1", "--user", "alice"]) == 0
+    shown = capsys.readouterr().out
+    for text in (listing, shown):
+        assert "\x1b" not in text and "\x07" not in text
+    assert "pwned" in shown
