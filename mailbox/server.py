@@ -45,6 +45,17 @@ class CanarySMTP(SMTP):
     # limit of RFC 5321; a larger buffer keeps them instead of answering 500.
     line_length_limit = 65_536
 
+    def data_received(self, data: bytes) -> None:
+        """Count any bytes from the client as activity (the timeout is an idle timeout).
+
+        aiosmtpd restarts its timer only on commands, so a large message on a slow link
+        would be cut off after ``smtp_timeout`` seconds of DATA and retried forever; a
+        client that truly goes silent is still disconnected.
+        """
+        if self._timeout_handle is not None and self.transport is not None:
+            self._reset_timeout()
+        super().data_received(data)
+
     async def smtp_RCPT(self, arg: str | None) -> None:
         """Refuse source-routed recipients (``<@relay:user@host>``) before parsing.
 

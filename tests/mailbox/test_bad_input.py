@@ -124,3 +124,24 @@ async def test_client_silent_mid_data_is_dropped_and_others_are_served(
         await running.stop()
     raws = _raws(store)
     assert len(raws) == 1 and b"meanwhile" in raws[0]
+
+
+async def test_slow_but_steady_data_is_not_cut_off(store: Store, settings: Settings) -> None:
+    """The timeout counts silence, not the length of the whole DATA transfer."""
+    running = await start_server(store, settings, smtp_timeout=1.0)
+    try:
+        client = await RawClient.connect(running.host, running.port)
+        await client.cmd("EHLO slow.example")
+        await client.cmd("MAIL FROM:<a@slow.test>")
+        await client.cmd("RCPT TO:<a@canary.test>")
+        assert (await client.cmd("DATA")).code == 354
+        await client.send(b"Subject: trickle\r\n\r\n")
+        for i in range(20):  # about two timeouts in total, never one of silence
+            await client.send(b"line %d\r\n" % i)
+            await asyncio.sleep(0.1)
+        await client.send(b".\r\n")
+        assert (await client.reply()).code == 250
+        await client.close()
+    finally:
+        await running.stop()
+    assert b"line 19" in _raws(store)[0]
