@@ -90,3 +90,15 @@ def create_app(
     api.add_routes(app)
     pages.add_routes(app)
     return app
+
+
+async def start_dashboard(settings: Settings, store: Store, **options: object) -> web.AppRunner:
+    """Serve the dashboard on ``http_host:http_port``; the caller awaits ``runner.cleanup()``.
+
+    For the composition root (``canary serve``); ``options`` go to :func:`create_app`.
+    """
+    runner = web.AppRunner(create_app(settings, store, **options), access_log=None)  # type: ignore[arg-type]
+    await runner.setup()
+    site = web.TCPSite(runner, settings.http_host, settings.http_port)
+    await site.start()
+    return runner

@@ -242,3 +242,21 @@ async def test_tokens_revoked_and_invalid(client: TestClient, store: Store, alic
         assert record.last_used_at is not None
         revoke_token(session, alice.user, record.id)
     assert (await client.get("/api/v1/sources", headers=auth(alice))).status == 401
+
+
+async def test_start_dashboard_serves_on_the_configured_address(
+    settings: Any, store: Store
+) -> None:
+    import aiohttp
+    from canary.dashboard.app import start_dashboard
+
+    runner = await start_dashboard(settings.replace(http_host="127.0.0.1", http_port=0), store)
+    try:
+        host, port = runner.addresses[0][:2]
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://{host}:{port}/healthz") as response,
+        ):
+            assert await response.json() == {"ok": True}
+    finally:
+        await runner.cleanup()
