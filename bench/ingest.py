@@ -24,6 +24,7 @@ import asyncio
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -166,13 +167,18 @@ def _load(args: argparse.Namespace, port: int, messages: int) -> float:
     return load_python(port, args.sessions, messages, args.size)
 
 
-def bench_sink(args: argparse.Namespace) -> float:
-    process, port = _start([sys.executable, __file__, "--sink-only"])
-    try:
-        _load(args, port, min(200, args.messages))  # warm-up
-        return args.messages / _load(args, port, args.messages)
-    finally:
-        _stop(process)
+def _durable_env(url: str, data_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        CANARY_DATABASE_URL=url,
+        CANARY_DATA_DIR=str(data_dir),
+        CANARY_DOMAINS="canary.test",
+        CANARY_SMTP_HOST="127.0.0.1",
+        CANARY_SMTP_PORT="0",
+        CANARY_SMTP_HOSTNAME="mx.bench",
+        CANARY_LOG_LEVEL="WARNING",
+    )
+    return env
 
 
 def _count(url: str) -> int:
@@ -185,31 +191,47 @@ def _count(url: str) -> int:
     return int(count)
 
 
-def bench_durable(args: argparse.Namespace, url: str, data_dir: Path) -> float:
-    env = dict(os.environ)
-    env.update(
-        CANARY_DATABASE_URL=url,
-        CANARY_DATA_DIR=str(data_dir),
-        CANARY_DOMAINS="canary.test",
-        CANARY_SMTP_HOST="127.0.0.1",
-        CANARY_SMTP_PORT="0",
-        CANARY_SMTP_HOSTNAME="mx.bench",
-        CANARY_LOG_LEVEL="WARNING",
-    )
+def measure(args: argparse.Namespace, durable: dict[str, str], data_dir: Path) -> None:
+    """Start the sink and one ``canary serve`` per database URL; alternate their runs.
+
+    The machine may be shared, so the servers are measured in turns (sink, then each
+    backend, ``--rounds`` times) and the median of each is reported.
+    """
+    warm = min(200, args.messages)
+    processes: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+    rates: dict[str, list[float]] = {}
     cmd = [sys.executable, "-m", "canary", "serve"]
     if not args.with_worker:
         cmd.append("--no-worker")
-    process, port = _start(cmd, env)
     try:
-        warm = min(200, args.messages)
-        _load(args, port, warm)
-        rate = args.messages / _load(args, port, args.messages)
+        processes["sink"] = _start([sys.executable, __file__, "--sink-only"])
+        for name, url in durable.items():
+            (data_dir / name).mkdir()
+            processes[name] = _start(cmd, _durable_env(url, data_dir / name))
+        for _, port in processes.values():
+            _load(args, port, warm)
+        for _ in range(args.rounds):
+            for name, (_, port) in processes.items():
+                rates.setdefault(name, []).append(args.messages / _load(args, port, args.messages))
     finally:
-        _stop(process)
-    stored = _count(url)
-    if stored != warm + args.messages:
-        raise SystemExit(f"only {stored} of {warm + args.messages} messages are in the database")
-    return rate
+        for process, _ in processes.values():
+            _stop(process)
+    for name, url in durable.items():
+        expected = warm + args.rounds * args.messages
+        stored = _count(url)
+        if stored != expected:
+            raise SystemExit(f"{name}: only {stored} of {expected} messages are in the database")
+    sink = statistics.median(rates["sink"])
+    labels = {
+        "sink": "bare aiosmtpd sink (discards)",
+        "sqlite": "durable, SQLite (fsync per 250)",
+        "postgresql": "durable, PostgreSQL",
+    }
+    for name, values in rates.items():
+        rate = statistics.median(values)
+        runs = ", ".join(f"{v:.0f}" for v in values)
+        ratio = "" if name == "sink" else f"  ratio {rate / sink:.2f}"
+        print(f"{labels[name]:<32} {rate:7.0f} msg/s{ratio}   (runs: {runs})")
 
 
 def _postgres_database(admin_url: str) -> tuple[str, str]:
@@ -251,6 +273,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=20, help="concurrent SMTP sessions")
     parser.add_argument("--messages", type=int, default=3000, help="messages per measured run")
     parser.add_argument("--size", type=int, default=10_240, help="payload bytes per message")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating runs per server")
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="sqlite")
     parser.add_argument(
         "--postgres-url",
@@ -282,21 +305,18 @@ def main() -> None:
         f"one connection per message, client {client}, {os.cpu_count()} CPUs",
         flush=True,
     )
-    sink = bench_sink(args)
-    print(f"bare aiosmtpd sink (discards):   {sink:8.0f} msg/s", flush=True)
-    if args.backend in ("sqlite", "both"):
-        with tempfile.TemporaryDirectory(prefix="canary-bench-") as tmp:
-            url = f"sqlite:///{Path(tmp) / 'canary.db'}"
-            rate = bench_durable(args, url, Path(tmp))
-        print(f"durable, SQLite (fsync per 250): {rate:8.0f} msg/s  ratio {rate / sink:.2f}")
-    if args.backend in ("postgresql", "both"):
-        url, name = _postgres_database(args.postgres_url)
+    pg_name = None
+    with tempfile.TemporaryDirectory(prefix="canary-bench-") as tmp:
+        durable: dict[str, str] = {}
+        if args.backend in ("sqlite", "both"):
+            durable["sqlite"] = f"sqlite:///{Path(tmp) / 'canary.db'}"
         try:
-            with tempfile.TemporaryDirectory(prefix="canary-bench-") as tmp:
-                rate = bench_durable(args, url, Path(tmp))
+            if args.backend in ("postgresql", "both"):
+                durable["postgresql"], pg_name = _postgres_database(args.postgres_url)
+            measure(args, durable, Path(tmp))
         finally:
-            _drop_postgres(args.postgres_url, name)
-        print(f"durable, PostgreSQL:             {rate:8.0f} msg/s  ratio {rate / sink:.2f}")
+            if pg_name:
+                _drop_postgres(args.postgres_url, pg_name)
 
 
 if __name__ == "__main__":

@@ -45,16 +45,28 @@ class CanarySMTP(SMTP):
     # limit of RFC 5321; a larger buffer keeps them instead of answering 500.
     line_length_limit = 65_536
 
+    # Loop time of the last bytes from the client (see data_received).
+    _last_data = 0.0
+
     def data_received(self, data: bytes) -> None:
         """Count any bytes from the client as activity (the timeout is an idle timeout).
 
         aiosmtpd restarts its timer only on commands, so a large message on a slow link
-        would be cut off after ``smtp_timeout`` seconds of DATA and retried forever; a
-        client that truly goes silent is still disconnected.
+        would be cut off after ``smtp_timeout`` seconds of DATA and retried forever. A
+        timestamp here is cheaper than re-arming a timer for every chunk; the timer
+        callback checks it.
         """
-        if self._timeout_handle is not None and self.transport is not None:
-            self._reset_timeout()
+        self._last_data = self.loop.time()
         super().data_received(data)
+
+    def _timeout_cb(self) -> None:
+        idle = self.loop.time() - self._last_data
+        if idle < self._timeout_duration and self.transport is not None:
+            self._timeout_handle = self.loop.call_later(
+                self._timeout_duration - idle, self._timeout_cb
+            )
+            return
+        super()._timeout_cb()
 
     async def smtp_RCPT(self, arg: str | None) -> None:
         """Refuse source-routed recipients (``<@relay:user@host>``) before parsing.

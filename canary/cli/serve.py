@@ -56,6 +56,9 @@ def serve(ctx: CliContext) -> int:
     """Run until SIGINT/SIGTERM."""
     settings = _settings(ctx)
     logging.getLogger().setLevel(logging.DEBUG if ctx.args.verbose else settings.log_level)
+    if not ctx.args.verbose:
+        # aiosmtpd logs every command at INFO ("mail.log"): a dozen lines per message.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
     if not settings.domains:
         raise ConfigError("CANARY_DOMAINS is not set: no canary domain to receive mail for")
     store = Store.from_settings(settings)
