@@ -200,6 +200,10 @@ async def test_hostile_mail_runs_nothing_and_loads_nothing(
     await page.wait_for_load_state("networkidle")
     assert "Hello Marc" in (await frame.text_content("body") or "")
     assert await page.title() != "PWNED"
+    # Read through Playwright's own isolated world, which works with scripts disabled:
+    # every inline script and handler in the mail would have marked the document.
+    assert await frame.evaluate("document.documentElement.dataset.ran") is None
+    assert await frame.evaluate("document.scripts.length") == 0
     await screenshot(page, "09-hostile-message")
 
     # The frame document opened on its own: the CSP sandbox still forbids everything.
@@ -209,4 +213,9 @@ async def test_hostile_mail_runs_nothing_and_loads_nothing(
 
     assert recorder.dialogs == [], recorder.dialogs
     assert recorder.foreign(base) == [], recorder.foreign(base)
+    # Control: the recorders do see a dialog and a request when a script does run.
+    await page.goto(f"{base}/login")
+    await page.evaluate("alert('control')")
+    assert recorder.dialogs == ["control"]
+    assert any(u.endswith("/login") for u in recorder.requests)
     assert not any("evil.test" in u for u in recorder.requests)

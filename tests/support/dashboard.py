@@ -37,9 +37,10 @@ HOSTILE_HTML = """<html><head>
 </head><body>
 <p id="greeting">Hello Marc, your account is ready.</p>
 <script>alert("script ran");</script>
+<script>document.documentElement.dataset.ran = "script";</script>
 <script>window.parent.document.title = "PWNED"; fetch("http://script.evil.test/x");</script>
 <img src="http://pixel.evil.test/open.gif?id=42" width="1" height="1">
-<img src="x" onerror="alert('onerror ran'); fetch('http://onerror.evil.test/')">
+<img src="x" onerror="document.documentElement.dataset.ran = 'onerror'; fetch('http://onerror.evil.test/')">
 <body onload="alert('onload ran')">
 <a href="javascript:fetch('http://js.evil.test/')">click me</a>
 <svg onload="alert('svg onload')"><script>fetch("http://svg.evil.test/")</script><image href="http://svgimg.evil.test/a.png"/></svg>
