@@ -196,3 +196,29 @@ async def test_postgres_claims_skip_rows_locked_by_another_process(
         assert locked not in claimed and len(claimed) == 1
         other.rollback()
     assert Analyzer(store, settings, worker_id="w3").claim() == [locked]
+
+
+async def test_a_crashing_analysis_is_retried_then_marked(
+    store: Store, settings: Settings, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    import canary.pipeline
+
+    def explode(raw: bytes) -> None:
+        raise RuntimeError("parser bug")
+
+    await _receive(store, settings, (["a@canary.test"], b"1"), (["b@canary.test"], b"2"))
+    monkeypatch.setattr(canary.pipeline, "parse_message", explode)
+    analyzer = Analyzer(store, settings, max_attempts=2)
+    assert analyzer.run_once() == 2  # the worker survives both failures
+    with store.session() as session:
+        messages = list(session.exec(select(Message).order_by(Message.id)))
+        assert [m.state for m in messages] == ["retry", "retry"]
+        assert messages[0].error == "RuntimeError: parser bug"
+        for m in messages:  # due again now
+            m.next_attempt_at = utcnow() - timedelta(seconds=1)
+            session.add(m)
+    assert analyzer.run_once() == 2
+    with store.session() as session:
+        messages = list(session.exec(select(Message).order_by(Message.id)))
+    assert [m.state for m in messages] == ["unparsable", "unparsable"]
+    assert messages[0].raw == b"1\r\n"  # kept raw
