@@ -22,7 +22,8 @@ PREFIX = "CANARY_"
 
 
 def _setting(default: Any, help: str, parse: str = "str") -> Any:
-    return field(default=default, metadata={"help": help, "parse": parse})
+    # Secrets stay out of repr(), so a logged Settings never shows them.
+    return field(default=default, repr=parse != "secret", metadata={"help": help, "parse": parse})
 
 
 def default_data_dir() -> Path:
@@ -76,6 +77,18 @@ class Settings:
     )
     http_host: str = _setting("127.0.0.1", "Address the dashboard and API bind to.", "host")
     http_port: int = _setting(8025, "Port of the dashboard and API.", "port")
+    secret_key: str | None = _setting(
+        None,
+        "Key that signs dashboard session cookies; set the same value on every "
+        "dashboard process. Default: a random key kept in the data directory.",
+        "secret",
+    )
+    http_secure_cookies: bool = _setting(
+        False,
+        "Mark session cookies Secure even on plain HTTP, for TLS that ends at a "
+        "reverse proxy (they are always Secure on a direct TLS connection).",
+        "bool",
+    )
     dns_servers: tuple[tuple[str, int], ...] = _setting(
         (),
         "Comma-separated DNS servers as host[:port] used for sender authentication. "
@@ -141,7 +154,8 @@ class Settings:
             try:
                 values[f.name] = parser(raw.strip())
             except ValueError as exc:
-                raise ConfigError(f"{name}={raw!r}: {exc}") from None
+                shown = "(hidden)" if f.metadata["parse"] == "secret" else repr(raw)
+                raise ConfigError(f"{name}={shown}: {exc}") from None
         if bool(values.get("smtp_tls_cert")) != bool(values.get("smtp_tls_key")):
             raise ConfigError("CANARY_SMTP_TLS_CERT and CANARY_SMTP_TLS_KEY must be set together")
         return cls(**values)
@@ -158,6 +172,21 @@ def documented_settings() -> list[tuple[str, str, Any]]:
 
 
 # ---------------------------------------------------------------------- value parsers
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _parse_secret(raw: str) -> str:
+    if len(raw) < 32:
+        raise ValueError("too short: use at least 32 random characters")
+    return raw
 
 
 def _parse_port(raw: str) -> int:
@@ -294,6 +323,8 @@ def _parse_log_level(raw: str) -> str:
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "str": str,
+    "bool": _parse_bool,
+    "secret": _parse_secret,
     "path": lambda raw: Path(raw).expanduser(),
     "url": _parse_url,
     "domains": _parse_domains,

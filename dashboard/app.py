@@ -70,11 +70,13 @@ def create_app(
     app = web.Application(middlewares=[error_middleware, auth_middleware])
     app[keys.SETTINGS] = settings
     app[keys.STORE] = store
+    if secret is None and settings.secret_key:
+        secret = settings.secret_key.encode()
     codec = SessionCodec(secret or load_secret(settings.resolved_data_dir / "dashboard.key"))
     if clock is not None:
         codec.clock = clock
     app[keys.SESSION_CODEC] = codec
-    app[keys.SECURE_COOKIES] = secure_cookies
+    app[keys.SECURE_COOKIES] = secure_cookies or settings.http_secure_cookies
     app[keys.REEVALUATE] = reevaluate
     app[keys.LOGIN_LIMITER] = limiter or LoginLimiter()
     env = aiohttp_jinja2.setup(

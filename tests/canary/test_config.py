@@ -91,3 +91,14 @@ def test_readme_documents_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
     missing = [name for name, _, _ in documented_settings() if f"`{name}`" not in readme]
     assert not missing, f"README.md does not document {missing}"
+
+
+def test_secrets_are_validated_and_never_shown() -> None:
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({"CANARY_SECRET_KEY": "short-secret"})
+    assert "short-secret" not in str(error.value)
+    settings = Settings.from_env(
+        {"CANARY_SECRET_KEY": "k" * 40, "CANARY_HTTP_SECURE_COOKIES": "yes"}
+    )
+    assert settings.secret_key == "k" * 40 and settings.http_secure_cookies is True
+    assert "k" * 40 not in repr(settings)

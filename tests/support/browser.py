@@ -81,7 +81,9 @@ async def browser_page(live_dashboard: LiveDashboard) -> AsyncIterator[tuple[Any
     """A fresh Chromium page with a request recorder."""
     path = chromium_path()
     if path is None:
-        pytest.skip("no Chromium at /usr/bin/chromium")
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("browser tests must run under CI=true, but no Chromium was found")
+        pytest.skip("no Chromium at /usr/bin/chromium (apt-get install chromium)")
     from playwright.async_api import async_playwright
 
     recorder = Recorder()
