@@ -72,7 +72,9 @@ def match_recipient(session: Session, recipient: str) -> RecipientMatch:
     """Map an envelope recipient to its identity and source (case- and +tag-insensitive)."""
     parts = split_address(recipient)
     if parts is None:
-        return RecipientMatch(kind="unattributed")
+        # A bare <Postmaster> is the only recipient accepted without a domain.
+        bare = recipient.strip().strip("<>").lower()
+        return RecipientMatch(kind="role" if bare in ROLE_MAILBOXES else "unattributed")
     if parts.local in ROLE_MAILBOXES:
         return RecipientMatch(kind="role")
     keys = [parts.key]

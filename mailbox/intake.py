@@ -57,7 +57,9 @@ def clean_text(value: str | None, limit: int = 4096) -> str:
 
 def delivery_kind(recipient: str) -> str:
     """``role`` for postmaster@/abuse@, otherwise ``canary`` until attribution decides."""
-    local = normalise_address(recipient).rpartition("@")[0]
+    key = normalise_address(recipient)
+    # A bare <Postmaster> (no domain, RFC 5321 section 4.1.1.3) is its own local part.
+    local = key.rpartition("@")[0] or key
     return "role" if local in ROLE_MAILBOXES else "canary"
 
 

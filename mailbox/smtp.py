@@ -42,6 +42,8 @@ class CanaryHandler:
     def check_recipient(self, address: str) -> str | None:
         """The rejection reply for ``address``, or None when it may be a recipient."""
         local, at, _ = address.rpartition("@")
+        if address.lower() == "postmaster":
+            return None  # RFC 5321 section 4.1.1.3: <Postmaster> without a domain is ours
         if not at or not local:
             return "553 5.1.3 Recipient address must be local-part@domain"
         if recipient_domain(address) not in self.domains:

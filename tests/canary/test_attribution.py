@@ -38,6 +38,7 @@ def test_match_recipient_ignores_case_and_tags(store: Store, owner: User) -> Non
             assert match.source.id == shop.id
         assert match_recipient(session, "postmaster@canary.test").kind == "role"
         assert match_recipient(session, "ABUSE@canary.test").kind == "role"
+        assert match_recipient(session, "<Postmaster>").kind == "role"
         assert match_recipient(session, "unknown@canary.test").kind == "unattributed"
         assert match_recipient(session, "no-at-sign").kind == "unattributed"
 

@@ -119,6 +119,21 @@ async def test_postmaster_and_abuse_are_accepted_as_role_mail(smtp_server: Runni
     assert kinds == ["role", "role"]  # the third is postmaster again
 
 
+async def test_bare_postmaster_is_accepted(smtp_server: RunningServer) -> None:
+    """RFC 5321 section 4.1.1.3: RCPT TO:<Postmaster> without a domain must be accepted."""
+    reply = await send_message(
+        smtp_server.host, smtp_server.port, "a@x.test", ["PostMaster"], message_bytes("bare")
+    )
+    assert reply.code == 250
+    [delivery] = _deliveries(smtp_server.store)
+    assert delivery.kind == "role" and delivery.recipient == "PostMaster"
+    client = await RawClient.connect(smtp_server.host, smtp_server.port)
+    await client.cmd("EHLO x.example")
+    await client.cmd("MAIL FROM:<a@x.test>")
+    assert (await client.cmd("RCPT TO:<someone>")).code == 553  # other bare names are not
+    await client.close()
+
+
 async def test_unknown_local_part_is_accepted(smtp_server: RunningServer) -> None:
     reply = await send_message(
         smtp_server.host, smtp_server.port, "x@spam.test", ["never-issued@canary.test"], b"x"
