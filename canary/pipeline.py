@@ -23,6 +23,7 @@ import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from canary.mailbox.intake import clean_text
 from canary.mailbox.parse import ParsedMessage, parse_message
 from sqlalchemy import and_, or_, select, update
 from sqlmodel import Session, col
@@ -287,12 +288,12 @@ class Analyzer:
                             sentence=result.sentence,
                         )
                     )
-            message.header_message_id = (parsed.message_id or None) and parsed.message_id[:998]
+            message.header_message_id = parsed.message_id[:998] if parsed.message_id else None
             message.subject = parsed.subject
             message.from_address = parsed.from_address
             message.sender_org = from_organisation(parsed)
             message.state = "analysed" if parsed.parsed else "unparsable"
-            message.error = parsed.error
+            message.error = clean_text(parsed.error, 2000) or None
             message.analysed_at = now
             message.claimed_at = None
             message.claimed_by = None
@@ -305,7 +306,7 @@ class Analyzer:
             message = session.get(Message, message_id)
             if message is None:
                 return
-            message.error = f"{type(exc).__name__}: {exc}"[:2000]
+            message.error = clean_text(f"{type(exc).__name__}: {exc}", 2000)
             message.claimed_at = None
             message.claimed_by = None
             if message.attempts >= self.max_attempts:
