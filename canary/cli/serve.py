@@ -59,6 +59,7 @@ def serve(ctx: CliContext) -> int:
     if not ctx.args.verbose:
         # aiosmtpd logs every command at INFO ("mail.log"): a dozen lines per message.
         logging.getLogger("mail.log").setLevel(logging.WARNING)
+        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     if not settings.domains:
         raise ConfigError("CANARY_DOMAINS is not set: no canary domain to receive mail for")
     store = Store.from_settings(settings)
