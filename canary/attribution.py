@@ -20,6 +20,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from canary.mailbox.intake import ROLE_MAILBOXES
 from canary.mailbox.parse import ParsedMessage
@@ -127,22 +128,30 @@ def _all_runs(text: str) -> set[str]:
     return set(_runs(fold_name(text).split()))
 
 
+@lru_cache(maxsize=65536)
+def _fold_word(token: str) -> tuple[str, ...]:
+    """A body token as folded name words, or () when it is not a capitalised word."""
+    word = token.strip(",;:!?()[]\"'<>")
+    if not (word[:1].isupper() and _WORD.match(word)):
+        return ()
+    return tuple(fold_name(word).split())
+
+
 def _capitalised_runs(text: str) -> set[str]:
     """Runs of consecutive capitalised words (or initials), folded."""
     out: set[str] = set()
-    current: list[str] = []
     for line in text.splitlines():
-        for token in line.split():
-            word = token.strip(",;:!?()[]\"'<>")
-            if word[:1].isupper() and _WORD.match(word):
-                current.extend(fold_name(word).split())
+        current: list[str] = []
+        for token in [*line.split(), ""]:  # "" ends the last run of the line
+            words = _fold_word(token) if token else ()
+            if words:
+                current.extend(words)
                 continue
             if len(current) >= 2:
                 out.update(_runs(current))
+                if len(out) >= MAX_CANDIDATES:
+                    return out
             current = []
-        if len(current) >= 2:
-            out.update(_runs(current))
-        current = []
     return out
 
 

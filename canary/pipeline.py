@@ -253,52 +253,56 @@ class Analyzer:
     # ------------------------------------------------------------------ analysis
 
     def analyse(self, message_id: int) -> str:
-        """Parse and attribute one claimed message; return its new state."""
+        """Parse and attribute one claimed message in its own transaction; return its state."""
         with self.store.session() as session:
-            message = session.get(Message, message_id)
-            if message is None:
-                return "missing"
-            parsed = parse_message(message.raw)
-            deliveries = session.exec(
-                sm_select(Delivery).where(Delivery.message_id == message_id).order_by(Delivery.id)
-            ).all()
-            now = utcnow()
-            for delivery in deliveries:
-                result = first_verdict(session, delivery, parsed, self.settings.domains)
-                delivery.verdict = result.verdict
-                session.add(delivery)
-                # Re-analysis supersedes, never edits: the history stays readable.
-                for old in session.exec(
-                    sm_select(Finding).where(
-                        Finding.delivery_id == delivery.id, col(Finding.superseded_at).is_(None)
+            return self._analyse_in(session, message_id)
+
+    def _analyse_in(self, session: Session, message_id: int) -> str:
+        """The work of :meth:`analyse` inside the caller's transaction."""
+        message = session.get(Message, message_id)
+        if message is None:
+            return "missing"
+        parsed = parse_message(message.raw)
+        deliveries = session.exec(
+            sm_select(Delivery).where(Delivery.message_id == message_id).order_by(Delivery.id)
+        ).all()
+        now = utcnow()
+        for delivery in deliveries:
+            result = first_verdict(session, delivery, parsed, self.settings.domains)
+            delivery.verdict = result.verdict
+            session.add(delivery)
+            # Re-analysis supersedes, never edits: the history stays readable.
+            for old in session.exec(
+                sm_select(Finding).where(
+                    Finding.delivery_id == delivery.id, col(Finding.superseded_at).is_(None)
+                )
+            ):
+                old.superseded_at = now
+                session.add(old)
+            if result.verdict is not None:
+                assert delivery.id is not None
+                session.add(
+                    Finding(
+                        delivery_id=delivery.id,
+                        owner_id=delivery.owner_id,
+                        source_id=delivery.source_id,
+                        verdict=result.verdict,
+                        sender_org=from_organisation(parsed),
+                        evidence=result.evidence,
+                        sentence=result.sentence,
                     )
-                ):
-                    old.superseded_at = now
-                    session.add(old)
-                if result.verdict is not None:
-                    assert delivery.id is not None
-                    session.add(
-                        Finding(
-                            delivery_id=delivery.id,
-                            owner_id=delivery.owner_id,
-                            source_id=delivery.source_id,
-                            verdict=result.verdict,
-                            sender_org=from_organisation(parsed),
-                            evidence=result.evidence,
-                            sentence=result.sentence,
-                        )
-                    )
-            message.header_message_id = parsed.message_id[:998] if parsed.message_id else None
-            message.subject = parsed.subject
-            message.from_address = parsed.from_address
-            message.sender_org = from_organisation(parsed)
-            message.state = "analysed" if parsed.parsed else "unparsable"
-            message.error = clean_text(parsed.error, 2000) or None
-            message.analysed_at = now
-            message.claimed_at = None
-            message.claimed_by = None
-            session.add(message)
-            return message.state
+                )
+        message.header_message_id = parsed.message_id[:998] if parsed.message_id else None
+        message.subject = parsed.subject
+        message.from_address = parsed.from_address
+        message.sender_org = from_organisation(parsed)
+        message.state = "analysed" if parsed.parsed else "unparsable"
+        message.error = clean_text(parsed.error, 2000) or None
+        message.analysed_at = now
+        message.claimed_at = None
+        message.claimed_by = None
+        session.add(message)
+        return message.state
 
     def _failed(self, message_id: int, exc: BaseException) -> None:
         """Record a failed attempt: retry later, or give up as unparsable."""
@@ -317,8 +321,26 @@ class Analyzer:
             session.add(message)
 
     def run_once(self) -> int:
-        """Claim one batch and analyse it; return how many messages were handled."""
+        """Claim one batch and analyse it; return how many messages were handled.
+
+        The batch is written in one transaction (one fsync for all its messages). If any
+        message of it fails, that transaction is rolled back and the batch is redone one
+        message per transaction, so a bad message is recorded alone and never stops the
+        worker.
+        """
         ids = self.claim()
+        if not ids:
+            return 0
+        try:
+            # No autoflush: the batch is read and computed first and written at the
+            # commit, so on SQLite the write lock (which the intake needs for its
+            # commits) is held only for the final flush, not while parsing.
+            with self.store.session() as session, session.no_autoflush:
+                for message_id in ids:
+                    self._analyse_in(session, message_id)
+            return len(ids)
+        except Exception:
+            log.info("batch of %d failed; analysing its messages one by one", len(ids))
         for message_id in ids:
             try:
                 self.analyse(message_id)
