@@ -20,6 +20,7 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -366,8 +367,21 @@ class Analyzer:
         if self._wake is not None:
             self._wake.set()
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Analyse in a worker thread until ``stop`` is set; poll when idle."""
+    async def run(
+        self,
+        stop: asyncio.Event,
+        *,
+        yield_to: Callable[[], bool] | None = None,
+        max_defer: float = 10.0,
+    ) -> None:
+        """Analyse in a worker thread until ``stop`` is set; poll when idle.
+
+        ``yield_to`` says whether ingest is busy. Analysis is CPU-bound Python and, in the
+        same process, takes the interpreter lock from the SMTP sessions, so while mail
+        is arriving it waits (at most ``max_defer`` seconds at a time, so it is never
+        starved) and catches up when the flow pauses. Nothing is lost meanwhile: the
+        messages are committed and queued.
+        """
         self._wake = asyncio.Event()
         try:
             released = await asyncio.to_thread(self.release_dead_claims)
@@ -375,8 +389,15 @@ class Analyzer:
                 log.info("took over %d message(s) from dead workers", released)
         except Exception:
             log.exception("analysis worker: could not release dead claims")
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
             self._wake.clear()
+            if yield_to is not None:
+                deadline = loop.time() + max_defer
+                while yield_to() and loop.time() < deadline and not stop.is_set():
+                    await asyncio.sleep(0.05)
+                if stop.is_set():
+                    break
             try:
                 handled = await asyncio.to_thread(self.run_once)
             except Exception:  # e.g. the database is down: try again after a pause

@@ -156,6 +156,11 @@ class Intake:
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.committed = 0
+        self._last_submit = float("-inf")
+
+    def busy(self, within: float = 0.25) -> bool:
+        """True when a message was submitted in the last ``within`` seconds."""
+        return asyncio.get_running_loop().time() - self._last_submit < within
 
     async def start(self) -> None:
         """Start the writer task on the running loop."""
@@ -181,7 +186,9 @@ class Intake:
         """
         if self._queue is None or self._task is None or self._task.done():
             raise RuntimeError("intake is not running")
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._last_submit = loop.time()
+        future: asyncio.Future[int] = loop.create_future()
         await self._queue.put((message, future))
         return await future
 

@@ -37,6 +37,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     parser.set_defaults(handler=serve)
 
+    worker = subparsers.add_parser(
+        "worker",
+        help="run only the analysis worker (more of them may share one PostgreSQL database)",
+    )
+    worker.add_argument("--once", action="store_true", help="analyse what is queued now, then exit")
+    worker.set_defaults(handler=run_worker)
+
 
 def _settings(ctx: CliContext) -> Settings:
     """The settings with the serve flags applied (parsed and checked like the variables)."""
@@ -71,6 +78,29 @@ def serve(ctx: CliContext) -> int:
     return 0
 
 
+def run_worker(ctx: CliContext) -> int:
+    """Analyse queued messages until SIGINT/SIGTERM (or once, with --once)."""
+    from canary.pipeline import Analyzer
+
+    store = ctx.store  # migrated on first use
+    analyzer = Analyzer(store, ctx.settings)
+    if ctx.args.once:
+        released = analyzer.release_dead_claims()
+        count = analyzer.drain()
+        print(f"analysed {count} message(s)" + (f", {released} taken over" if released else ""))
+        return 0
+
+    async def loop() -> None:
+        stop = asyncio.Event()
+        running = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            running.add_signal_handler(signum, stop.set)
+        await analyzer.run(stop)
+
+    asyncio.run(loop())
+    return 0
+
+
 async def run_services(settings: Settings, store: Store, *, worker: bool = True) -> None:
     """Start intake, SMTP server and worker; stop them in reverse order on a signal."""
     from canary.mailbox.intake import Intake
@@ -92,7 +122,12 @@ async def run_services(settings: Settings, store: Store, *, worker: bool = True)
     # A fixed, parseable line: scripts and tests started with port 0 read the port here.
     sys.stdout.write(f"canary: SMTP listening on {host}:{port}\n")
     sys.stdout.flush()
-    worker_task = asyncio.create_task(analyzer.run(stop), name="analysis") if analyzer else None
+    worker_task = (
+        # Analysis yields to ingest while mail is arriving (see Analyzer.run).
+        asyncio.create_task(analyzer.run(stop, yield_to=intake.busy), name="analysis")
+        if analyzer
+        else None
+    )
     try:
         await stop.wait()
     finally:

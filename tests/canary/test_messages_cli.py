@@ -87,3 +87,16 @@ async def test_terminal_escapes_in_headers_are_neutralised(
     for text in (listing, shown):
         assert "\x1b" not in text and "\x07" not in text
     assert "pwned" in shown
+
+
+async def test_worker_once_analyses_the_queue(
+    store: Store, settings: Settings, cli_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    running = await start_server(store, settings)
+    try:
+        reply = await send_message(running.host, running.port, "a@x.test", ["q@canary.test"], b"x")
+        assert reply.code == 250
+    finally:
+        await running.stop()
+    assert main(["worker", "--once"]) == 0
+    assert "analysed 1 message(s)" in capsys.readouterr().out

@@ -222,3 +222,20 @@ async def test_a_crashing_analysis_is_retried_then_marked(
         messages = list(session.exec(select(Message).order_by(Message.id)))
     assert [m.state for m in messages] == ["unparsable", "unparsable"]
     assert messages[0].raw == b"1\r\n"  # kept raw
+
+
+async def test_worker_yielding_to_ingest_is_never_starved(store: Store, settings: Settings) -> None:
+    await _receive(store, settings, (["a@canary.test"], b"1"))
+    analyzer = Analyzer(store, settings, poll_interval=0.05)
+    stop = asyncio.Event()
+    # Ingest "always busy": the worker still analyses after each max_defer.
+    task = asyncio.create_task(analyzer.run(stop, yield_to=lambda: True, max_defer=0.2))
+    for _ in range(400):
+        with store.session() as session:
+            states = {m.state for m in session.exec(select(Message))}
+        if states == {"analysed"}:
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await task
+    assert states == {"analysed"}
