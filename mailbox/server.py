@@ -41,6 +41,23 @@ COMMAND_CALL_LIMITS = {
 class CanarySMTP(SMTP):
     """aiosmtpd's SMTP protocol with the canary server's extra refusals."""
 
+    def __init__(self, owner: SmtpServer, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._owner = owner
+        self._counted = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not self._counted:  # called again after STARTTLS for the same session
+            self._counted = True
+            self._owner.sessions += 1
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._counted:
+            self._counted = False
+            self._owner.sessions -= 1
+        super().connection_lost(error)
+
     # Real-world senders (and the spam we want as evidence) exceed the 1000-octet line
     # limit of RFC 5321; a larger buffer keeps them instead of answering 500.
     line_length_limit = 65_536
@@ -91,19 +108,40 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
+# Concurrent sessions; past this a new connection is told 421 and closed, so a flood
+# of idle connections cannot exhaust memory or file descriptors.
+MAX_SESSIONS = 1000
+
+
+class _TooBusy(asyncio.Protocol):
+    """Answers one connection over the session limit with 421 and closes it."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(b"421 4.7.0 Too many connections, try again later\r\n")
+        transport.close()
+
+
 class SmtpServer:
     """A running (or ready to run) SMTP listener for the canary domains."""
 
-    def __init__(self, settings: Settings, intake: Intake) -> None:
+    def __init__(
+        self, settings: Settings, intake: Intake, max_sessions: int = MAX_SESSIONS
+    ) -> None:
         self.settings = settings
         self.intake = intake
+        self.max_sessions = max_sessions
+        self.sessions = 0
         self.handler = CanaryHandler(settings.domains, intake, settings.smtp_max_recipients)
         self.hostname = settings.smtp_hostname or socket.getfqdn()
         self.tls = tls_context(settings)
         self._server: asyncio.base_events.Server | None = None
 
-    def _protocol(self) -> CanarySMTP:
+    def _protocol(self) -> asyncio.Protocol:
+        if self.sessions >= self.max_sessions:
+            return _TooBusy()
         return CanarySMTP(
+            self,
             self.handler,
             data_size_limit=self.settings.smtp_max_message_bytes,
             enable_SMTPUTF8=True,
@@ -153,8 +191,10 @@ class SmtpServer:
             self._server = None
 
 
-def create_smtp_server(settings: Settings, intake: Intake) -> SmtpServer:
+def create_smtp_server(
+    settings: Settings, intake: Intake, *, max_sessions: int = MAX_SESSIONS
+) -> SmtpServer:
     """The application factory: an SMTP server for ``settings.domains`` writing to ``intake``."""
     if not settings.domains:
         log.warning("no canary domains configured: every recipient will be refused")
-    return SmtpServer(settings, intake)
+    return SmtpServer(settings, intake, max_sessions=max_sessions)

@@ -145,3 +145,40 @@ async def test_slow_but_steady_data_is_not_cut_off(store: Store, settings: Setti
     finally:
         await running.stop()
     assert b"line 19" in _raws(store)[0]
+
+
+async def test_connection_flood_gets_421_beyond_the_session_limit(
+    store: Store, settings: Settings
+) -> None:
+    from canary.mailbox.intake import Intake
+    from canary.mailbox.server import create_smtp_server
+
+    intake = Intake(store.engine)
+    await intake.start()
+    server = create_smtp_server(
+        settings.replace(smtp_host="127.0.0.1", smtp_port=0), intake, max_sessions=2
+    )
+    await server.start()
+    host, port = server.address
+    try:
+        first = await RawClient.connect(host, port)
+        second = await RawClient.connect(host, port)
+        reader, writer = await asyncio.open_connection(host, port)
+        assert (await reader.readline()).startswith(b"421 4.7.0")
+        assert await reader.read() == b""  # and closed
+        writer.close()
+        await first.cmd("QUIT")
+        await first.close()
+        # Once a session ends, new ones are served again.
+        for _ in range(100):
+            reader, writer = await asyncio.open_connection(host, port)
+            greeting = await reader.readline()
+            writer.close()
+            if greeting.startswith(b"220"):
+                break
+            await asyncio.sleep(0.02)
+        assert greeting.startswith(b"220")
+        await second.close()
+    finally:
+        await server.stop()
+        await intake.stop()
