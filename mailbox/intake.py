@@ -147,13 +147,18 @@ class Intake:
         *,
         max_batch: int = MAX_BATCH,
         on_commit: Callable[[list[int]], None] | None = None,
+        writers: int | None = None,
     ) -> None:
         self.engine = engine
         self.max_batch = max_batch
+        # Batches written at the same time. One is right for SQLite (a single writer)
+        # and measured best for PostgreSQL on a small machine too (bench/ingest.py:
+        # three writers made smaller batches, more commits and GIL contention).
+        self.writers = writers or 1
         # Called on the event loop after each commit (the analysis worker's wake-up).
         self.on_commit = on_commit
         self._queue: asyncio.Queue[_Item | None] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self.batches = 0
         self.committed = 0
         self._last_submit = float("-inf")
@@ -163,20 +168,25 @@ class Intake:
         return asyncio.get_running_loop().time() - self._last_submit < within
 
     async def start(self) -> None:
-        """Start the writer task on the running loop."""
-        if self._task is not None:
+        """Start the writer tasks on the running loop."""
+        if self._tasks:
             return
         self._queue = asyncio.Queue()
-        self._task = asyncio.get_running_loop().create_task(self._writer(), name="intake")
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._writer(), name=f"intake-{i}") for i in range(self.writers)
+        ]
 
     async def stop(self) -> None:
-        """Write what is already queued, then stop the writer task."""
-        if self._task is None or self._queue is None:
+        """Write what is already queued, then stop the writer tasks."""
+        if not self._tasks or self._queue is None:
             return
-        await self._queue.put(None)
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+        for _ in self._tasks:  # one stop mark per writer, behind everything queued
+            await self._queue.put(None)
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
 
     async def submit(self, message: IncomingMessage) -> int:
         """Queue ``message`` and wait until it is committed; return its id.
@@ -184,7 +194,7 @@ class Intake:
         Raises whatever the database raised when the commit failed (the caller replies
         451), or RuntimeError when the intake is not running.
         """
-        if self._queue is None or self._task is None or self._task.done():
+        if self._queue is None or not any(not t.done() for t in self._tasks):
             raise RuntimeError("intake is not running")
         loop = asyncio.get_running_loop()
         self._last_submit = loop.time()
