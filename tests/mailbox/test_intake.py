@@ -12,8 +12,9 @@ from canary.models import Delivery, Message
 from canary.store import Store
 
 
-async def test_concurrent_submissions_share_commits(store: Store) -> None:
-    intake = Intake(store.engine)
+@pytest.mark.parametrize("writers", [1, 2])
+async def test_concurrent_submissions_share_commits(store: Store, writers: int) -> None:
+    intake = Intake(store.engine, writers=writers)
     await intake.start()
     try:
         messages = [
