@@ -147,6 +147,11 @@ class Message(SQLModel, table=True):
     from_address: str | None = None
     sender_org: str | None = Field(default=None, max_length=253, index=True)
     analysed_at: datetime | None = None
+    # Sender authentication as decided once (canary.assessment.auth_to_json), so
+    # re-evaluation never needs DNS again.
+    auth: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # Content with per-recipient parts removed, hashed: ties one campaign together.
+    fingerprint: str | None = Field(default=None, max_length=32, index=True)
 
 
 class Delivery(SQLModel, table=True):
@@ -169,6 +174,8 @@ class Delivery(SQLModel, table=True):
     owner_id: int | None = Field(default=None, foreign_key="user_account.id")
     verdict: str | None = Field(default=None, max_length=24, index=True)
     received_at: datetime = Field(default_factory=utcnow)
+    # This delivery's own facts: content signals, other sources named, campaign.
+    facts: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class Finding(SQLModel, table=True):
@@ -190,6 +197,8 @@ class Finding(SQLModel, table=True):
         default_factory=list, sa_column=Column(JSON, nullable=False)
     )
     sentence: str = ""
+    # What differs from the finding this one superseded ("verdict shared -> expected").
+    changes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
     superseded_at: datetime | None = None
 

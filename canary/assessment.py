@@ -1,0 +1,321 @@
+"""From stored facts to stored findings: the edge between the pure verdict engine and the DB.
+
+The analysis worker authenticates a message once and computes its content signals, then
+keeps those facts with the message (``Message.auth``) and the delivery
+(``Delivery.facts``). Every verdict, the first and every later one, is decided from
+these stored facts plus what the user has said since (authorised senders, retirement),
+so a user's correction re-evaluates findings without asking DNS again, and a campaign
+found later by the scheduled job re-evaluates just the deliveries it touches.
+
+Findings are never edited: a new draft that differs from the current finding
+supersedes it, and the new finding records what changed (``Finding.changes``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from canary.campaigns import CampaignSignal
+from canary.evidence_items import Evidence
+from canary.incidents import FindingRecord, IncidentState, compare, incident_kind, rebuild, roll_up
+from canary.models import Delivery, Finding, Identity, Incident, Message, Source, utcnow
+from canary.signals import Signals
+from canary.sources import authorised_domains
+from canary.verdicts import AuthFacts, DeliveryFacts, FindingDraft, SourceFacts, evaluate
+
+
+@dataclass(frozen=True)
+class IncidentEvent:
+    """An incident opened or grew: what alerts are made of."""
+
+    incident_id: int
+    event: str  # opened | grew | reopened
+
+
+# ---------------------------------------------------------------------- JSON forms
+
+
+def _evidence_json(items: Iterable[Evidence]) -> list[dict[str, str]]:
+    return [e.as_dict() for e in items]
+
+
+def _evidence_from(items: Iterable[dict[str, str]] | None) -> tuple[Evidence, ...]:
+    return tuple(Evidence(i.get("code", ""), i.get("detail", "")) for i in items or ())
+
+
+def auth_to_json(auth: AuthFacts) -> dict[str, Any]:
+    """The stored form of a message's authentication facts."""
+    data = asdict(auth)
+    data["evidence"] = _evidence_json(auth.evidence)
+    return data
+
+
+def auth_from_json(data: dict[str, Any] | None) -> AuthFacts:
+    """Authentication facts read back; an unauthenticated default when none are stored."""
+    if not data:
+        return AuthFacts()
+    values = {k: v for k, v in data.items() if k in AuthFacts.__dataclass_fields__}
+    values["evidence"] = _evidence_from(data.get("evidence"))
+    return AuthFacts(**values)
+
+
+def delivery_facts_json(
+    signals: Signals, cross_sources: Sequence[str], campaign: CampaignSignal | None = None
+) -> dict[str, Any]:
+    """The stored form of one delivery's own facts."""
+    return {
+        "signals": {
+            "list_unsubscribe": signals.list_unsubscribe,
+            "list_id": signals.list_id,
+            "phishing": _evidence_json(signals.phishing),
+            "address_leaks": _evidence_json(signals.address_leaks),
+        },
+        "cross_sources": list(cross_sources),
+        "campaign": asdict(campaign) if campaign else None,
+    }
+
+
+def _signals_from(data: dict[str, Any] | None) -> Signals:
+    data = data or {}
+    return Signals(
+        bool(data.get("list_unsubscribe")),
+        data.get("list_id"),
+        _evidence_from(data.get("phishing")),
+        _evidence_from(data.get("address_leaks")),
+    )
+
+
+def _campaign_from(data: dict[str, Any] | None) -> CampaignSignal | None:
+    if not data:
+        return None
+    return CampaignSignal(
+        delivery_id=int(data["delivery_id"]),
+        source_count=int(data["source_count"]),
+        other_sources=tuple(data.get("other_sources", ())),
+        basis=tuple(data.get("basis", ())),
+    )
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+# ---------------------------------------------------------------------- facts
+
+
+def build_facts(
+    session: Session,
+    delivery: Delivery,
+    message: Message,
+    identity: Identity | None,
+    source: Source | None,
+) -> DeliveryFacts:
+    """The engine's input for one delivery, from stored facts and the current user data."""
+    stored = delivery.facts or {}
+    source_facts = None
+    if source is not None:
+        source_facts = SourceFacts(source.name, frozenset(authorised_domains(session, source)))
+    return DeliveryFacts(
+        recipient=delivery.recipient_key,
+        recipient_kind=delivery.kind if identity is not None else "unattributed",
+        received_at=_aware(delivery.received_at) or utcnow(),
+        auth=auth_from_json(message.auth),
+        signals=_signals_from(stored.get("signals")),
+        source=source_facts,
+        issued_at=_aware(identity.created_at) if identity else None,
+        given_at=_aware(identity.given_at) if identity else None,
+        retired_at=_aware(identity.retired_at) if identity else None,
+        cross_sources=tuple(stored.get("cross_sources", ())),
+        campaign=_campaign_from(stored.get("campaign")),
+    )
+
+
+# ---------------------------------------------------------------------- findings
+
+
+def current_finding(session: Session, delivery_id: int) -> Finding | None:
+    """The delivery's finding in force (not superseded), if any."""
+    return session.exec(
+        select(Finding).where(
+            Finding.delivery_id == delivery_id, col(Finding.superseded_at).is_(None)
+        )
+    ).first()
+
+
+def _record_of(finding: Finding, seen_at: datetime | None = None) -> FindingRecord:
+    return FindingRecord(
+        verdict=finding.verdict,
+        sender_org=finding.sender_org,
+        evidence=_evidence_from(finding.evidence),
+        sentence=finding.sentence,
+        seen_at=seen_at,
+    )
+
+
+def record_draft(
+    session: Session, delivery: Delivery, draft: FindingDraft, now: datetime | None = None
+) -> Finding | None:
+    """Store ``draft`` as the delivery's finding if it differs from the current one.
+
+    Returns the new finding, or None when the current finding already says the same.
+    """
+    now = now or utcnow()
+    assert delivery.id is not None
+    current = current_finding(session, delivery.id)
+    comparison = compare(_record_of(current) if current else None, draft)
+    if not comparison.supersedes:
+        return None
+    if current is not None:
+        current.superseded_at = now
+        session.add(current)
+    finding = Finding(
+        delivery_id=delivery.id,
+        owner_id=delivery.owner_id,
+        source_id=delivery.source_id,
+        verdict=draft.verdict,
+        sender_org=draft.sender_org,
+        evidence=draft.evidence_json(),
+        sentence=draft.sentence,
+        changes=list(comparison.changes) if current is not None else [],
+        created_at=now,
+    )
+    session.add(finding)
+    delivery.verdict = draft.verdict
+    session.add(delivery)
+    session.flush()
+    return finding
+
+
+# ---------------------------------------------------------------------- incidents
+
+
+def _state(incident: Incident) -> IncidentState:
+    return IncidentState(
+        source_id=incident.source_id,
+        kind=incident.kind,
+        first_seen=_aware(incident.first_seen) or utcnow(),
+        last_seen=_aware(incident.last_seen) or utcnow(),
+        finding_count=incident.finding_count,
+        organisations=tuple(incident.organisations),
+        status=incident.status,
+        id=incident.id,
+    )
+
+
+def _apply(incident: Incident, state: IncidentState, now: datetime) -> None:
+    incident.first_seen = state.first_seen
+    incident.last_seen = state.last_seen
+    incident.finding_count = state.finding_count
+    incident.organisations = list(state.organisations)
+    incident.status = state.status
+    incident.updated_at = now
+
+
+def roll_into_incident(
+    session: Session, delivery: Delivery, draft: FindingDraft, now: datetime | None = None
+) -> IncidentEvent | None:
+    """Add a new finding to its source's incident of its kind; say if it opened or grew."""
+    kind = incident_kind(draft.verdict)
+    if kind is None or delivery.source_id is None or delivery.owner_id is None:
+        return None
+    now = now or utcnow()
+    incident = session.exec(
+        select(Incident).where(Incident.source_id == delivery.source_id, Incident.kind == kind)
+    ).first()
+    seen_at = _aware(delivery.received_at) or now
+    before = _state(incident) if incident else None
+    after = roll_up(before, delivery.source_id, draft, seen_at)
+    assert after is not None
+    if incident is None:
+        incident = Incident(owner_id=delivery.owner_id, source_id=delivery.source_id, kind=kind)
+    _apply(incident, after, now)
+    session.add(incident)
+    session.flush()
+    assert incident.id is not None
+    if before is None:
+        return IncidentEvent(incident.id, "opened")
+    if before.status == "dismissed" and after.status == "open":
+        return IncidentEvent(incident.id, "reopened")
+    if set(after.organisations) != set(before.organisations):
+        return IncidentEvent(incident.id, "grew")
+    return None
+
+
+def rebuild_incidents(session: Session, source_id: int, now: datetime | None = None) -> None:
+    """Recompute a source's incidents from its current findings, keeping user statuses.
+
+    Incidents that no longer have any finding (the user authorised the sender, say) are
+    removed; the superseded findings keep the history.
+    """
+    now = now or utcnow()
+    rows = session.exec(
+        select(Finding, Delivery.received_at)
+        .join(Delivery, col(Delivery.id) == Finding.delivery_id)
+        .where(Finding.source_id == source_id, col(Finding.superseded_at).is_(None))
+    ).all()
+    records = [_record_of(f, _aware(received)) for f, received in rows]
+    existing = {
+        i.kind: i for i in session.exec(select(Incident).where(Incident.source_id == source_id))
+    }
+    built = rebuild(source_id, records, {k: _state(i) for k, i in existing.items()})
+    owner_id = session.get(Source, source_id).owner_id  # type: ignore[union-attr]
+    for kind, state in built.items():
+        incident = existing.pop(kind, None) or Incident(
+            owner_id=owner_id, source_id=source_id, kind=kind
+        )
+        _apply(incident, state, now)
+        session.add(incident)
+    for emptied in existing.values():
+        session.delete(emptied)
+    session.flush()
+
+
+# ---------------------------------------------------------------------- re-evaluation
+
+
+def reevaluate_deliveries(
+    session: Session, delivery_ids: Iterable[int], now: datetime | None = None
+) -> int:
+    """Decide the given deliveries again from their stored facts; return how many changed.
+
+    The incidents of every source whose findings changed are rebuilt.
+    """
+    now = now or utcnow()
+    changed = 0
+    sources: set[int] = set()
+    ids = sorted(set(delivery_ids))
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        rows = session.exec(
+            select(Delivery, Message)
+            .join(Message, col(Message.id) == Delivery.message_id)
+            .where(col(Delivery.id).in_(chunk), col(Message.analysed_at).is_not(None))
+        ).all()
+        for delivery, message in rows:
+            if delivery.kind == "role":
+                continue
+            identity = session.get(Identity, delivery.identity_id) if delivery.identity_id else None
+            source = session.get(Source, delivery.source_id) if delivery.source_id else None
+            draft = evaluate(build_facts(session, delivery, message, identity, source))
+            if record_draft(session, delivery, draft, now) is not None:
+                changed += 1
+                if delivery.source_id is not None:
+                    sources.add(delivery.source_id)
+    for source_id in sorted(sources):
+        rebuild_incidents(session, source_id, now)
+    return changed
+
+
+def reevaluate_source(session: Session, source_id: int, now: datetime | None = None) -> int:
+    """Re-decide every delivery to a source's identities (after a user correction)."""
+    ids = session.exec(select(Delivery.id).where(Delivery.source_id == source_id)).all()
+    changed = reevaluate_deliveries(session, [i for i in ids if i is not None], now)
+    rebuild_incidents(session, source_id, now)
+    return changed
