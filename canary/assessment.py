@@ -319,3 +319,9 @@ def reevaluate_source(session: Session, source_id: int, now: datetime | None = N
     changed = reevaluate_deliveries(session, [i for i in ids if i is not None], now)
     rebuild_incidents(session, source_id, now)
     return changed
+
+
+def reevaluate_after_correction(session: Session, source: Source) -> None:
+    """The ``on_change`` hook of :mod:`canary.review`: re-decide the source's findings."""
+    assert source.id is not None
+    reevaluate_source(session, source.id)

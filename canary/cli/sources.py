@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from canary.assessment import reevaluate_after_correction
 from canary.cli.context import CliContext, add_json_flag, add_user_flag
 from canary.models import Source
+from canary.review import authorise_sender
 from canary.sources import (
     SENDER_REASONS,
     add_source,
-    authorise_sender,
     authorised_domains,
     get_source,
     identity_counts,
@@ -62,8 +63,15 @@ def cmd_list(ctx: CliContext) -> None:
 def cmd_allow(ctx: CliContext) -> None:
     with ctx.store.session() as session:
         owner = ctx.user(session)
-        source = get_source(session, owner, ctx.args.source)
-        record = authorise_sender(session, source, ctx.args.domain, reason=ctx.args.reason)
+        record = authorise_sender(
+            session,
+            owner,
+            ctx.args.source,
+            ctx.args.domain,
+            reason=ctx.args.reason,
+            on_change=reevaluate_after_correction,
+        )
+        source = get_source(session, owner, record.source_id)
         data = source_dict(source, authorised_domains(session, source))
         domain = record.domain
     ctx.emit(data, lambda: print(f"{domain} may now mail {data['name']!r}'s identities"))
