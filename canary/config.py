@@ -23,7 +23,8 @@ PREFIX = "CANARY_"
 
 def _setting(default: Any, help: str, parse: str = "str") -> Any:
     # Secrets stay out of repr(), so a logged Settings never shows them.
-    return field(default=default, repr=parse != "secret", metadata={"help": help, "parse": parse})
+    hidden = parse in ("secret", "password")
+    return field(default=default, repr=not hidden, metadata={"help": help, "parse": parse})
 
 
 def default_data_dir() -> Path:
@@ -107,6 +108,69 @@ class Settings:
         "en_US", "Faker locale for synthetic personas (e.g. de_DE, fr_FR).", "str"
     )
     log_level: str = _setting("INFO", "Logging level: DEBUG, INFO, WARNING or ERROR.", "log_level")
+    log_format: str = _setting(
+        "text", "Log line format: text, or json (one JSON object per line).", "log_format"
+    )
+    relay_host: str | None = _setting(
+        None,
+        "SMTP relay for email alerts, forwarding and verification mails. Unset: no mail "
+        "is sent out (webhook alerts still work).",
+        "host",
+    )
+    relay_port: int = _setting(587, "Port of the SMTP relay (465 means implicit TLS).", "port")
+    relay_username: str | None = _setting(
+        None, "User name for the relay (AUTH); unset: no authentication.", "str"
+    )
+    relay_password: str | None = _setting(
+        None, "Password for the relay (with CANARY_RELAY_USERNAME).", "password"
+    )
+    relay_starttls: bool = _setting(
+        True,
+        "Require STARTTLS with the relay (set false only for a relay on this host or a "
+        "private network).",
+        "bool",
+    )
+    public_url: str | None = _setting(
+        None,
+        "The dashboard's public URL (e.g. https://canary.example), for links in alerts and "
+        "verification mails. Default: http://CANARY_HTTP_HOST:CANARY_HTTP_PORT.",
+        "http_url",
+    )
+    alert_from: str | None = _setting(
+        None,
+        "From address of alerts, forwarded mail and verification mails. Default: "
+        "postmaster@ the first canary domain.",
+        "address",
+    )
+    webhook_allow_private: bool = _setting(
+        False,
+        "Allow alert webhooks to private, loopback and link-local addresses (by default "
+        "only public addresses, so a user cannot make the server call internal services).",
+        "bool",
+    )
+    retention_days: int | None = _setting(
+        None,
+        "Days a message's raw bytes are kept; older ones are purged daily (envelope, "
+        "findings and evidence stay). Default: keep forever.",
+        "positive_int",
+    )
+    retention_days_by_verdict: tuple[tuple[str, int], ...] = _setting(
+        (),
+        "Per-verdict retention in days overriding CANARY_RETENTION_DAYS, e.g. "
+        "unattributed=30,breach=365. A verdict named here is purged on time even when an "
+        "open or confirmed incident rests on the message.",
+        "verdict_days",
+    )
+    metrics_token: str | None = _setting(
+        None,
+        "Bearer token that Prometheus must send to scrape /metrics (at least 32 characters). "
+        "Unset: /metrics answers only direct connections from this machine, unless "
+        "CANARY_METRICS_PUBLIC is true.",
+        "secret",
+    )
+    metrics_public: bool = _setting(
+        False, "Serve /metrics to anyone without a token (behind a trusted network only).", "bool"
+    )
 
     # ------------------------------------------------------------------ derived values
 
@@ -126,6 +190,26 @@ class Settings:
     def default_domain(self) -> str | None:
         """The canary domain new identities get when none is named."""
         return self.domains[0] if self.domains else None
+
+    @property
+    def resolved_public_url(self) -> str:
+        """The dashboard's public URL without a trailing slash, for links in mail."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.http_host}]" if ":" in self.http_host else self.http_host
+        return f"http://{host}:{self.http_port}"
+
+    @property
+    def resolved_alert_from(self) -> str:
+        """The From address of outgoing mail (alerts, forwards, verification)."""
+        if self.alert_from:
+            return self.alert_from
+        return f"postmaster@{self.default_domain or 'localhost'}"
+
+    @property
+    def bounce_address(self) -> str:
+        """Envelope sender of outgoing mail: bounces come back to the canary domain."""
+        return f"bounces@{self.default_domain or 'localhost'}"
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed (values already parsed)."""
@@ -154,7 +238,8 @@ class Settings:
             try:
                 values[f.name] = parser(raw.strip())
             except ValueError as exc:
-                shown = "(hidden)" if f.metadata["parse"] == "secret" else repr(raw)
+                hidden = f.metadata["parse"] in ("secret", "password")
+                shown = "(hidden)" if hidden else repr(raw)
                 raise ConfigError(f"{name}={shown}: {exc}") from None
         if bool(values.get("smtp_tls_cert")) != bool(values.get("smtp_tls_key")):
             raise ConfigError("CANARY_SMTP_TLS_CERT and CANARY_SMTP_TLS_KEY must be set together")
@@ -321,6 +406,53 @@ def _parse_log_level(raw: str) -> str:
     return level
 
 
+def _parse_log_format(raw: str) -> str:
+    value = raw.lower()
+    if value not in ("text", "json"):
+        raise ValueError("must be text or json")
+    return value
+
+
+def _parse_http_url(raw: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL")
+    return raw.rstrip("/")
+
+
+def _parse_address(raw: str) -> str:
+    local, at, domain = raw.rpartition("@")
+    if not at or not local or any(c in raw for c in " <>\r\n"):
+        raise ValueError("must be a plain address like alerts@example.org")
+    return f"{local}@{parse_domain(domain)}"
+
+
+def _parse_password(raw: str) -> str:
+    # A relay's password is chosen by its operator: no length rule, but kept out of repr.
+    return raw
+
+
+def _parse_verdict_days(raw: str) -> tuple[tuple[str, int], ...]:
+    from canary.models import VERDICTS
+
+    pairs: dict[str, int] = {}
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        verdict, eq, days = part.partition("=")
+        verdict = verdict.strip()
+        if not eq or verdict not in VERDICTS:
+            raise ValueError(
+                f"{part.strip()!r}: use verdict=days with a verdict among " + ", ".join(VERDICTS)
+            )
+        pairs[verdict] = _parse_positive_int(days.strip())
+    if not pairs:
+        raise ValueError("no verdict=days given")
+    return tuple(sorted(pairs.items()))
+
+
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "str": str,
     "bool": _parse_bool,
@@ -335,4 +467,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "dns_servers": _parse_dns_servers,
     "style": _parse_style,
     "log_level": _parse_log_level,
+    "log_format": _parse_log_format,
+    "http_url": _parse_http_url,
+    "address": _parse_address,
+    "password": _parse_password,
+    "verdict_days": _parse_verdict_days,
 }

@@ -17,6 +17,7 @@ VERDICTS = ("expected", "shared", "breach", "after_retirement", "cross_source", 
 DELIVERY_KINDS = ("canary", "role", "unattributed")
 MESSAGE_STATES = ("queued", "analysing", "analysed", "unparsable", "retry")
 INCIDENT_STATUSES = ("open", "confirmed", "dismissed")
+OUTBOX_STATES = ("pending", "sent", "failed", "dropped")
 
 
 def utcnow() -> datetime:
@@ -147,6 +148,8 @@ class Message(SQLModel, table=True):
     from_address: str | None = None
     sender_org: str | None = Field(default=None, max_length=253, index=True)
     analysed_at: datetime | None = None
+    # Set when retention replaced ``raw`` by nothing; envelope, findings and evidence stay.
+    raw_purged_at: datetime | None = None
     # Sender authentication as decided once (canary.assessment.auth_to_json), so
     # re-evaluation never needs DNS again.
     auth: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
@@ -288,3 +291,94 @@ class SeedRecord(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     batch_id: int = Field(foreign_key="seed_batch.id", index=True)
     identity_id: int = Field(foreign_key="identity.id", unique=True)
+
+
+class AlertChannel(SQLModel, table=True):
+    """Where a user is told about incidents: a webhook URL or an email address."""
+
+    __tablename__ = "alert_channel"
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_id: int = Field(foreign_key="user_account.id", index=True)
+    kind: str = Field(max_length=16)  # webhook | email
+    target: str = Field(max_length=2000)  # URL, or a verified forwarding address
+    # HMAC-SHA256 key for webhook signatures; kept in clear because signing needs it.
+    secret: str | None = Field(default=None, max_length=128)
+    enabled: bool = True
+    immediate: bool = True  # an alert each time an incident opens or grows
+    digest: str = Field(default="none", max_length=16)  # none | daily | weekly
+    # The one piece of message content a user may opt into: subjects of recent mail.
+    include_subjects: bool = False
+    last_digest_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Alert(SQLModel, table=True):
+    """One alert to send (outbox row), and afterwards its delivery log entry."""
+
+    __tablename__ = "alert"
+    __table_args__ = (Index("ix_alert_state_next", "state", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel_id: int = Field(foreign_key="alert_channel.id", index=True)
+    owner_id: int = Field(foreign_key="user_account.id", index=True)
+    incident_id: int | None = Field(default=None, foreign_key="incident.id", index=True)
+    event: str = Field(max_length=16)  # opened | grew | digest | test
+    # Counts, source, organisations, verdict, sentence, link: never message bodies.
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    state: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None
+
+
+class ForwardAddress(SQLModel, table=True):
+    """A user's real address that mail may be forwarded to, once verified by a link."""
+
+    __tablename__ = "forward_address"
+    __table_args__ = (UniqueConstraint("owner_id", "address", name="uq_forward_owner_address"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_id: int = Field(foreign_key="user_account.id", index=True)
+    address: str = Field(max_length=320)
+    # SHA-256 of the link's token; the token itself is only in the verification mail.
+    token_hash: str | None = Field(default=None, max_length=64, unique=True)
+    verification_sent_at: datetime | None = None
+    verified_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ForwardRule(SQLModel, table=True):
+    """Forward mail of one source or one identity to a verified address."""
+
+    __tablename__ = "forward_rule"
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_id: int = Field(foreign_key="user_account.id", index=True)
+    source_id: int | None = Field(default=None, foreign_key="source.id", index=True)
+    identity_id: int | None = Field(default=None, foreign_key="identity.id", index=True)
+    address_id: int = Field(foreign_key="forward_address.id", index=True)
+    drop_breach: bool = False  # record, but do not forward, mail judged ``breach``
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Forward(SQLModel, table=True):
+    """One delivery to forward (outbox row), and afterwards what happened to it."""
+
+    __tablename__ = "forward"
+    __table_args__ = (Index("ix_forward_state_next", "state", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: int = Field(foreign_key="delivery.id", index=True)
+    address_id: int = Field(foreign_key="forward_address.id", index=True)
+    owner_id: int = Field(foreign_key="user_account.id", index=True)
+    verdict: str = Field(max_length=24)
+    sender_org: str | None = Field(default=None, max_length=253)
+    state: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None
