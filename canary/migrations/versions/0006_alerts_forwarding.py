@@ -84,9 +84,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("token_hash"),
     )
     with op.batch_alter_table("forward_address", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_forward_address_owner_id"), ["owner_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_forward_address_owner_id"), ["owner_id"], unique=False)
 
     op.create_table(
         "forward_rule",
@@ -104,7 +102,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("forward_rule", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_forward_rule_address_id"), ["address_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_forward_rule_address_id"), ["address_id"], unique=False
+        )
         batch_op.create_index(
             batch_op.f("ix_forward_rule_identity_id"), ["identity_id"], unique=False
         )
