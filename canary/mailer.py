@@ -46,7 +46,11 @@ def plain_email(settings: Settings, to: str, subject: str, text: str) -> EmailMe
     message["Message-ID"] = make_msgid(domain=settings.default_domain or "localhost")
     # RFC 3834: no vacation auto-replies to a machine.
     message["Auto-Submitted"] = "auto-generated"
-    message.set_content(text)
+    if text.isascii() and all(len(line) <= 998 for line in text.splitlines()):
+        # Plain 7bit keeps long links whole (quoted-printable would break them at 76).
+        message.set_content(text, cte="7bit")
+    else:
+        message.set_content(text)
     return message
 
 
