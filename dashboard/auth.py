@@ -41,7 +41,10 @@ CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Reachable without logging in.
 PUBLIC_PATHS = frozenset({"/login", "/setup", "/healthz", "/api/v1/openapi.json"})
-PUBLIC_PREFIXES = ("/static/",)
+PUBLIC_PREFIXES = ("/static/", "/forwarding/verify/")
+# Paths whose handlers check access themselves (Prometheus sends its own bearer token,
+# which is not an API token): no session, no cookie, no CSRF.
+SELF_AUTHENTICATED = frozenset({"/metrics"})
 
 
 def load_secret(path: Path) -> bytes:
@@ -269,6 +272,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     store = request.app[keys.STORE]
     request[keys.USER] = None
     request[keys.SESSION_CHANGED] = False
+    if request.path in SELF_AUTHENTICATED and request.method in SAFE_METHODS:
+        return await handler(request)
     token = _bearer(request)
     if token is not None:
         # API tokens authenticate API calls only; a page never accepts one.
