@@ -17,6 +17,9 @@ from canary.store import Store
 from tests.support.dashboard import Seeded, login
 
 PUBLIC = {"/login", "/setup", "/healthz", "/api/v1/openapi.json"}
+# Not behind login: /metrics checks its own token or peer; the verification link is
+# opened from a mailbox and its token is the secret.
+SELF_CHECKED = {"/metrics", "/forwarding/verify/{token}"}
 
 
 def routes(client: TestClient) -> list[tuple[str, str]]:
@@ -37,6 +40,28 @@ def token_id(store: Store, user_id: int | None) -> int:
         return record.id
 
 
+def outbound_ids(store: Store, seeded: Seeded) -> dict[str, int]:
+    """A verified forwarding address, a rule, a forward, an alert channel and an alert."""
+    from canary.models import Alert, AlertChannel, Forward, ForwardAddress, ForwardRule, utcnow
+
+    user_id, now = seeded.user.id or 0, utcnow()
+    with store.session() as session:
+        address = ForwardAddress(owner_id=user_id, address=f"{seeded.user.name}@home.example",
+                                 verified_at=now)  # fmt: skip
+        channel = AlertChannel(owner_id=user_id, kind="webhook", target="https://h.example/")
+        session.add_all([address, channel])
+        session.flush()
+        assert address.id is not None and channel.id is not None
+        rule = ForwardRule(owner_id=user_id, source_id=seeded.source.id, address_id=address.id)
+        forward = Forward(delivery_id=seeded.delivery.id or 0, address_id=address.id,
+                          owner_id=user_id, verdict="shared", state="failed")  # fmt: skip
+        alert = Alert(channel_id=channel.id, owner_id=user_id, event="test", state="failed")
+        session.add_all([rule, forward, alert])
+        session.flush()
+        return {"address": address.id, "rule": rule.id or 0, "forward": forward.id or 0,
+                "channel": channel.id, "alert": alert.id or 0}  # fmt: skip
+
+
 def fill(path: str, ids: dict[str, int]) -> str:
     """The path with ``{id}`` set to the id of the object its prefix names."""
     kind = {
@@ -45,20 +70,25 @@ def fill(path: str, ids: dict[str, int]) -> str:
         "messages": "message",
         "incidents": "incident",
         "tokens": "token",
+        "addresses": "address",
+        "rules": "rule",
+        "forwards": "forward",
+        "channels": "channel",
+        "alerts": "alert",
     }
     parts = path.strip("/").split("/")
     for i, part in enumerate(parts):
         if part == "{id}":
             parts[i] = str(ids[kind[parts[i - 1]]])
         elif part == "{action}":
-            parts[i] = "dismiss"
+            parts[i] = "disable" if parts[i - 2] == "channels" else "dismiss"
     return "/" + "/".join(parts)
 
 
 async def test_every_route_hides_another_users_objects(
     client: TestClient, store: Store, alice: Seeded, bob: Seeded
 ) -> None:
-    bob_ids = {**bob.ids(), "token": token_id(store, bob.user.id)}
+    bob_ids = {**bob.ids(), "token": token_id(store, bob.user.id), **outbound_ids(store, bob)}
     csrf = await login(client, "alice")
     checked = 0
     for method, template in routes(client):
@@ -77,7 +107,7 @@ async def test_every_route_hides_another_users_objects(
         if template.startswith("/api/"):
             assert (await response.json())["error"]["code"] == "not_found"
         checked += 1
-    assert checked >= 18
+    assert checked >= 23
     # Nothing of Bob's changed.
     with store.session() as session:
         incident = session.get(Incident, bob.incident.id)
@@ -90,6 +120,12 @@ async def test_every_route_hides_another_users_objects(
         assert identity is not None and identity.retired_at is None
         assert token is not None and token.revoked_at is None
         assert senders == ["bobstore.test"]
+        from canary.models import Alert, AlertChannel, Forward, ForwardRule
+
+        assert session.get(ForwardRule, bob_ids["rule"]) is not None
+        assert session.get(Forward, bob_ids["forward"]).state == "failed"  # type: ignore[union-attr]
+        assert session.get(Alert, bob_ids["alert"]).state == "failed"  # type: ignore[union-attr]
+        assert session.get(AlertChannel, bob_ids["channel"]).enabled  # type: ignore[union-attr]
 
 
 async def test_lists_show_only_own_data(client: TestClient, alice: Seeded, bob: Seeded) -> None:
@@ -156,11 +192,12 @@ async def test_admin_sees_unowned_mail_but_users_do_not(
 async def test_anonymous_is_refused_everywhere(
     client: TestClient, alice: Seeded, with_bad_cookie: bool
 ) -> None:
-    ids = {**alice.ids(), "token": 1}
+    ids = {**alice.ids(), "token": 1, "address": 1, "rule": 1, "forward": 1, "channel": 1,
+           "alert": 1}  # fmt: skip
     if with_bad_cookie:
         client.session.cookie_jar.update_cookies({"ct_session": "forged.signature"})
     for method, template in routes(client):
-        if template in PUBLIC:
+        if template in PUBLIC or template in SELF_CHECKED:
             continue
         path = fill(template, ids)
         response = await client.request(method, path, allow_redirects=False)
