@@ -155,6 +155,15 @@ async def send_verification(settings: Settings, owner: User, address: str, token
     await mailer.send(settings, message, recipients=[address])
 
 
+def verification_not_sent(session: Session, address_id: int) -> None:
+    """Undo a request whose mail could not be sent, so the user may retry at once."""
+    record = session.get(ForwardAddress, address_id)
+    if record is not None and record.verified_at is None:
+        record.token_hash = None
+        record.verification_sent_at = None
+        session.add(record)
+
+
 def pending_verification(
     session: Session, token: str, now: datetime | None = None
 ) -> ForwardAddress:

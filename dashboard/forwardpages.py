@@ -21,7 +21,7 @@ from sqlmodel import Session, select
 
 from canary import alerts, forward_addresses, forwarding, outbox
 from canary.errors import CanaryError, NotFound
-from canary.mailer import RelayError
+from canary.mailer import RelayError, require_relay
 from canary.models import Alert, Forward, Identity, Source, User, utcnow
 from canary.sources import list_sources
 
@@ -73,12 +73,19 @@ async def address_add(request: web.Request) -> web.Response:
     settings = request.app[keys.SETTINGS]
     address = _text(await request.post(), "address")
     try:
+        require_relay(settings)
         record, token = await run(
             _store(request),
             lambda s: forward_addresses.request_verification(s, settings, user, address),
         )
+    except CanaryError as exc:
+        return await forwarding_page(request, error=f"Not sent: {exc}")
+    try:
         await forward_addresses.send_verification(settings, user, record.address, token)
-    except (CanaryError, RelayError) as exc:
+    except RelayError as exc:
+        assert record.id is not None
+        address_id = record.id
+        await run(_store(request), lambda s: forward_addresses.verification_not_sent(s, address_id))
         return await forwarding_page(request, error=f"Not sent: {exc}")
     return await forwarding_page(
         request, message=f"A verification mail went to {record.address}; open its link."
