@@ -62,6 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"canary: configuration error: {exc}\n")
         return 2
+    if settings.log_format != "text":
+        from canary.logs import apply_format
+
+        apply_format(settings)
     ctx = CliContext(settings=settings, args=args)
     try:
         result = args.handler(ctx)
