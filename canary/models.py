@@ -322,7 +322,10 @@ class Alert(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     channel_id: int = Field(foreign_key="alert_channel.id", index=True)
     owner_id: int = Field(foreign_key="user_account.id", index=True)
-    incident_id: int | None = Field(default=None, foreign_key="incident.id", index=True)
+    # SET NULL: an incident emptied by re-evaluation may be deleted; its alerts stay logged.
+    incident_id: int | None = Field(
+        default=None, foreign_key="incident.id", index=True, ondelete="SET NULL"
+    )
     event: str = Field(max_length=16)  # opened | grew | digest | test
     # Counts, source, organisations, verdict, sentence, link: never message bodies.
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

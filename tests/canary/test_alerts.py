@@ -236,3 +236,15 @@ async def test_daily_digest_is_queued_once_and_sent(
     assert body["event"] == "digest" and body["period"] == "daily"
     (item,) = body["incidents"]
     assert item["source"] == "Shop X" and item["link"].startswith(PUBLIC)
+
+
+def test_alert_log_outlives_a_deleted_incident(store: Store, seeded: Seeded) -> None:
+    """Re-evaluation may delete an emptied incident; its alerts stay in the log."""
+    _add_channel(store, seeded.user, "webhook", "https://hooks.example/x")
+    assert seeded.incident.id is not None
+    _queue(store, seeded.incident.id)
+    with store.session() as session:
+        incident = session.get(Incident, seeded.incident.id)
+        session.delete(incident)
+    (alert,) = _alerts(store)
+    assert alert.incident_id is None and alert.payload["source"]["name"] == "Shop X"

@@ -59,7 +59,7 @@ def upgrade() -> None:
         sa.Column("payload", sa.JSON(), nullable=False),
         *_outbox_columns(),
         sa.ForeignKeyConstraint(["channel_id"], ["alert_channel.id"]),
-        sa.ForeignKeyConstraint(["incident_id"], ["incident.id"]),
+        sa.ForeignKeyConstraint(["incident_id"], ["incident.id"], ondelete="SET NULL"),
         sa.ForeignKeyConstraint(["owner_id"], ["user_account.id"]),
         sa.PrimaryKeyConstraint("id"),
     )
