@@ -1,4 +1,4 @@
-"""The analysis worker: claims queued messages, parses, attributes, records first findings.
+"""The analysis worker: claims queued messages, authenticates, attributes, records findings.
 
 Nothing here runs before the SMTP ``250``: the session only stores the raw bytes, and
 this worker picks them up afterwards. Claiming is one statement per batch:
@@ -8,6 +8,13 @@ this worker picks them up afterwards. Claiming is one statement per batch:
   other's rows;
 * SQLite: the same ``UPDATE ... RETURNING`` without the lock clause; SQLite runs one
   writer at a time, which makes the claim atomic.
+
+Each batch is parsed and authenticated (DKIM, SPF, DMARC through the configured
+resolver) before any transaction opens; then, in one transaction, every delivery is
+attributed, its facts are stored, and the verdict engine's finding and the incident
+roll-up are recorded (:mod:`canary.assessment`). When DNS failed temporarily the
+findings are provisional and the message is analysed again later, at most
+``max_dns_attempts`` times.
 
 A claim older than ``claim_timeout`` (its worker died) is claimable again. A message
 whose analysis raises is retried with a growing delay and, after ``max_attempts``,
@@ -20,9 +27,11 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
+from typing import TypeVar
 
 from canary.mailbox.intake import clean_text
 from canary.mailbox.parse import ParsedMessage, parse_message
@@ -30,20 +39,31 @@ from sqlalchemy import and_, or_, select, update
 from sqlmodel import Session, col
 from sqlmodel import select as sm_select
 
-from canary.attribution import (
-    authorised_domains,
-    days_between,
-    find_tagged,
-    from_organisation,
-    match_recipient,
+from canary.assessment import (
+    IncidentEvent,
+    auth_to_json,
+    build_facts,
+    delivery_facts_json,
+    record_draft,
+    roll_into_incident,
 )
+from canary.attribution import find_tagged, from_organisation, match_recipient
+from canary.auth import AuthResult, authenticate
+from canary.campaigns import content_fingerprint
 from canary.config import Settings
-from canary.models import Delivery, Finding, Message, Source, utcnow
+from canary.dns import Resolver
+from canary.models import Delivery, Message, Source, utcnow
+from canary.signals import Attachment
+from canary.signals import analyse as analyse_signals
 from canary.store import Store
+from canary.verdicts import AuthFacts, FindingDraft, evaluate
 
 log = logging.getLogger(__name__)
 
 CLAIMABLE = ("queued", "retry")
+T = TypeVar("T")
+IncidentHook = Callable[[Session, IncidentEvent], None]
+"""Called inside the analysis transaction when an incident opens, grows or re-opens."""
 
 
 def default_worker_id() -> str:
@@ -52,105 +72,82 @@ def default_worker_id() -> str:
 
 
 @dataclass(frozen=True)
-class FirstVerdict:
-    """The verdict this issue can give honestly, before sender authentication."""
+class Prepared:
+    """One claimed message, parsed and authenticated outside any transaction."""
 
-    verdict: str | None  # None: pending until the sender is authenticated
-    evidence: list[dict[str, str]]
-    sentence: str
-
-
-def _ev(code: str, detail: object = "") -> dict[str, str]:
-    return {"code": code, "detail": str(detail)}
+    message_id: int
+    parsed: ParsedMessage
+    auth: AuthResult | None
+    auth_error: str | None = None
 
 
-def first_verdict(
+def _run_coroutine(factory: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine to completion from synchronous code, on any thread.
+
+    The worker usually runs in a thread of its own and gets a fresh event loop; called
+    from a thread whose loop is running (an async test, say), it uses a helper thread.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(factory())  # type: ignore[arg-type]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(factory())).result()  # type: ignore[arg-type]
+
+
+def assess_delivery(
     session: Session,
+    message: Message,
     delivery: Delivery,
     parsed: ParsedMessage,
+    auth: AuthFacts,
     domains: tuple[str, ...],
-) -> FirstVerdict:
-    """Attribute ``delivery`` (sets its identity, source and owner) and judge it.
+) -> tuple[FindingDraft | None, IncidentEvent | None]:
+    """Attribute one delivery, keep its facts, and record the engine's verdict.
 
-    ``expected`` when the From organisation is authorised for the source,
-    ``after_retirement`` for a retired identity, ``cross_source`` when the message
-    carries another source's tagged name or alias, ``unattributed`` for addresses
-    never issued. Anything else waits for the authenticated engine (verdict None).
+    Sets the delivery's identity, source and owner; role mailboxes (postmaster, abuse)
+    are kept apart and get no finding.
     """
     match = match_recipient(session, delivery.recipient)
     delivery.kind = match.kind
     if match.kind == "role":
-        return FirstVerdict(None, [], "")
-    if match.identity is None or match.source is None:
-        hits = find_tagged(session, parsed, domains)
-        evidence = [_ev("recipient_not_issued", delivery.recipient_key)]
-        evidence += [_ev(f"tagged_{h.where}", f"identity={h.identity_id}") for h in hits]
-        return FirstVerdict(
-            "unattributed",
-            evidence,
-            f"{delivery.recipient_key} was never issued; counted, not blamed on a source.",
-        )
+        session.add(delivery)
+        return None, None
     identity, source = match.identity, match.source
-    delivery.identity_id, delivery.source_id, delivery.owner_id = (
-        identity.id,
-        source.id,
-        identity.owner_id,
+    cross: list[str] = []
+    if identity is not None and source is not None:
+        delivery.identity_id, delivery.source_id, delivery.owner_id = (
+            identity.id,
+            source.id,
+            identity.owner_id,
+        )
+        others = {
+            hit.source_id
+            for hit in find_tagged(session, parsed, domains, owner_id=identity.owner_id)
+            if hit.source_id != source.id
+        }
+        for other_id in sorted(others):
+            other = session.get(Source, other_id)
+            cross.append(other.name if other else str(other_id))
+    signals = analyse_signals(
+        parsed.headers,
+        parsed.text,
+        parsed.html,
+        [Attachment(a.filename or "", a.content_type) for a in parsed.attachments],
+        delivery.recipient_key,
+        auth.sender_org,
     )
-    evidence: list[dict[str, str]] = []
-    org = from_organisation(parsed)
-    if org:
-        evidence.append(_ev("from_org", org))
-    days = days_between(identity.given_at or identity.created_at, delivery.received_at)
-    if days is not None:
-        evidence.append(_ev("first_mail_days_after_issue", days))
-    if parsed.list_unsubscribe:
-        evidence.append(_ev("list_unsubscribe_present"))
-    if identity.retired_at is not None and _aware(identity.retired_at) <= _aware(
-        delivery.received_at
-    ):
-        days_after = days_between(identity.retired_at, delivery.received_at)
-        evidence.append(_ev("retired_days_before", days_after))
-        return FirstVerdict(
-            "after_retirement",
-            evidence,
-            f"Mail to {identity.alias} (issued to {source.name}) arrived {days_after} "
-            "day(s) after the identity was retired.",
-        )
-    foreign = [
-        h
-        for h in find_tagged(session, parsed, domains, owner_id=identity.owner_id)
-        if h.source_id != source.id
-    ]
-    if foreign:
-        names = {}
-        for hit in foreign:
-            other = session.get(Source, hit.source_id)
-            label = other.slug if other else str(hit.source_id)
-            names[label] = hit.where
-            evidence.append(_ev(f"tagged_{hit.where}", f"identity={hit.identity_id} {label}"))
-        listed = ", ".join(f"{label} (in {where})" for label, where in names.items())
-        return FirstVerdict(
-            "cross_source",
-            evidence,
-            f"Mail to {source.name}'s identity carries the tagged name or alias issued to "
-            f"{listed}: the lists were merged.",
-        )
-    assert source.id is not None
-    if org and org in authorised_domains(session, source.id):
-        evidence.append(_ev("from_org_authorised", org))
-        evidence.append(_ev("from_not_authenticated"))
-        return FirstVerdict(
-            "expected",
-            evidence,
-            f"From {org}, an authorised sender of {source.name} (From line not yet authenticated).",
-        )
-    evidence.append(_ev("not_authorised_for_source" if org else "from_missing", org or ""))
-    return FirstVerdict(
-        None,
-        evidence,
-        f"From {org or 'an unreadable address'}, not authorised for {source.name}; "
-        "the verdict waits for sender authentication.",
-    )
+    delivery.facts = delivery_facts_json(signals, cross)
+    facts = build_facts(session, delivery, message, identity, source)
+    draft = evaluate(facts)
+    finding = record_draft(session, delivery, draft)
+    event = roll_into_incident(session, delivery, draft) if finding is not None else None
+    return draft, event
+
+
+def _fingerprint(parsed: ParsedMessage, recipients: list[str]) -> str:
+    personal = [*recipients, *(name for name, _ in parsed.to if name)]
+    return content_fingerprint(parsed.subject or "", parsed.text, personal)
 
 
 def _dead_here(worker_id: str, host: str) -> bool:
@@ -167,12 +164,6 @@ def _dead_here(worker_id: str, host: str) -> bool:
     return False
 
 
-def _aware(moment: datetime) -> datetime:
-    from datetime import UTC
-
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 class Analyzer:
     """Claims and analyses queued messages; usable from tests (``run_once``) and ``serve``."""
 
@@ -186,6 +177,10 @@ class Analyzer:
         claim_timeout: float = 300.0,
         max_attempts: int = 5,
         poll_interval: float = 1.0,
+        resolver: Resolver | None = None,
+        max_dns_attempts: int = 5,
+        dns_retry_delay: float = 60.0,
+        on_incident: Sequence[IncidentHook] = (),
     ) -> None:
         self.store = store
         self.settings = settings
@@ -194,6 +189,11 @@ class Analyzer:
         self.claim_timeout = claim_timeout
         self.max_attempts = max_attempts
         self.poll_interval = poll_interval
+        # One resolver for the worker's life: its cache is what keeps DNS cheap.
+        self.resolver = resolver or Resolver.from_settings(settings)
+        self.max_dns_attempts = max_dns_attempts
+        self.dns_retry_delay = dns_retry_delay
+        self.on_incident: list[IncidentHook] = list(on_incident)
         self._wake: asyncio.Event | None = None
 
     # ------------------------------------------------------------------ claiming
@@ -253,55 +253,93 @@ class Analyzer:
 
     # ------------------------------------------------------------------ analysis
 
-    def analyse(self, message_id: int) -> str:
-        """Parse and attribute one claimed message in its own transaction; return its state."""
-        with self.store.session() as session:
-            return self._analyse_in(session, message_id)
+    def prepare(self, ids: list[int]) -> list[Prepared]:
+        """Parse and authenticate claimed messages; no transaction is held meanwhile.
 
-    def _analyse_in(self, session: Session, message_id: int) -> str:
-        """The work of :meth:`analyse` inside the caller's transaction."""
-        message = session.get(Message, message_id)
+        Authentication of the whole batch runs concurrently, so DNS latency is paid once
+        per batch rather than once per message.
+        """
+        with self.store.session() as session:
+            rows = session.exec(
+                sm_select(
+                    Message.id, Message.raw, Message.peer_ip, Message.helo, Message.mail_from
+                ).where(col(Message.id).in_(ids))
+            ).all()
+        parsed = {row[0]: parse_message(row[1]) for row in rows}
+
+        async def authenticate_all() -> list[AuthResult | BaseException]:
+            return await asyncio.gather(
+                *(
+                    authenticate(raw, peer_ip, helo, mail_from, self.resolver)
+                    for _, raw, peer_ip, helo, mail_from in rows
+                ),
+                return_exceptions=True,
+            )
+
+        results = _run_coroutine(authenticate_all) if rows else []
+        prepared = []
+        for row, result in zip(rows, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("authentication of message %d failed: %r", row[0], result)
+                prepared.append(Prepared(row[0], parsed[row[0]], None, repr(result)))
+            else:
+                prepared.append(Prepared(row[0], parsed[row[0]], result))
+        return prepared
+
+    def analyse(self, message_id: int) -> str:
+        """Analyse one claimed message in its own transaction; return its new state."""
+        (prepared,) = self.prepare([message_id]) or [None]
+        if prepared is None:
+            return "missing"
+        with self.store.session() as session:
+            return self._analyse_in(session, prepared)
+
+    def _analyse_in(self, session: Session, prepared: Prepared) -> str:
+        """Attribute, judge and record one prepared message inside the caller's transaction."""
+        message = session.get(Message, prepared.message_id)
         if message is None:
             return "missing"
-        parsed = parse_message(message.raw)
+        parsed = prepared.parsed
+        auth = (
+            AuthFacts.from_result(prepared.auth)
+            if prepared.auth
+            else AuthFacts(temporary_error=True)
+        )
+        message.auth = auth_to_json(auth)
         deliveries = session.exec(
-            sm_select(Delivery).where(Delivery.message_id == message_id).order_by(Delivery.id)
+            sm_select(Delivery).where(Delivery.message_id == message.id).order_by(Delivery.id)
         ).all()
+        message.fingerprint = _fingerprint(parsed, [d.recipient_key for d in deliveries])
         now = utcnow()
         for delivery in deliveries:
-            result = first_verdict(session, delivery, parsed, self.settings.domains)
-            delivery.verdict = result.verdict
-            session.add(delivery)
-            # Re-analysis supersedes, never edits: the history stays readable.
-            for old in session.exec(
-                sm_select(Finding).where(
-                    Finding.delivery_id == delivery.id, col(Finding.superseded_at).is_(None)
-                )
-            ):
-                old.superseded_at = now
-                session.add(old)
-            if result.verdict is not None:
-                assert delivery.id is not None
-                session.add(
-                    Finding(
-                        delivery_id=delivery.id,
-                        owner_id=delivery.owner_id,
-                        source_id=delivery.source_id,
-                        verdict=result.verdict,
-                        sender_org=from_organisation(parsed),
-                        evidence=result.evidence,
-                        sentence=result.sentence,
-                    )
-                )
+            _, event = assess_delivery(
+                session, message, delivery, parsed, auth, self.settings.domains
+            )
+            if event is not None:
+                for hook in self.on_incident:
+                    hook(session, event)
         message.header_message_id = parsed.message_id[:998] if parsed.message_id else None
         message.subject = parsed.subject
         message.from_address = parsed.from_address
-        message.sender_org = from_organisation(parsed)
-        message.state = "analysed" if parsed.parsed else "unparsable"
+        message.sender_org = auth.sender_org or from_organisation(parsed)
         message.error = clean_text(parsed.error, 2000) or None
-        message.analysed_at = now
         message.claimed_at = None
         message.claimed_by = None
+        message.analysed_at = now
+        if auth.temporary_error and message.attempts < self.max_dns_attempts:
+            # The verdict above is provisional: DNS could not answer. Decide again
+            # later; the findings are superseded only if the answer changes them.
+            message.state = "retry"
+            message.next_attempt_at = now + timedelta(
+                seconds=self.dns_retry_delay * 2 ** (message.attempts - 1)
+            )
+            message.error = clean_text(
+                "DNS temporarily failed: "
+                + "; ".join(prepared.auth.errors if prepared.auth else [prepared.auth_error or ""]),
+                2000,
+            )
+        else:
+            message.state = "analysed" if parsed.parsed else "unparsable"
         session.add(message)
         return message.state
 
@@ -333,12 +371,10 @@ class Analyzer:
         if not ids:
             return 0
         try:
-            # No autoflush: the batch is read and computed first and written at the
-            # commit, so on SQLite the write lock (which the intake needs for its
-            # commits) is held only for the final flush, not while parsing.
-            with self.store.session() as session, session.no_autoflush:
-                for message_id in ids:
-                    self._analyse_in(session, message_id)
+            prepared = self.prepare(ids)
+            with self.store.session() as session:
+                for item in prepared:
+                    self._analyse_in(session, item)
             return len(ids)
         except Exception:
             log.info("batch of %d failed; analysing its messages one by one", len(ids))

@@ -12,6 +12,7 @@ from canary.config import Settings
 from canary.models import User
 from canary.store import Store
 from tests.support.databases import database_url
+from tests.support.dns_server import TestDnsServer
 
 pytest_plugins = ["tests.support.dns_server"]
 
@@ -33,11 +34,23 @@ def db_url(backend: str, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def make_settings(tmp_path: Path, db_url: str) -> Callable[..., Settings]:
-    """Settings pointing at the test database and data directory; keywords override."""
+def make_settings(
+    tmp_path: Path, db_url: str, dns_server: TestDnsServer
+) -> Callable[..., Settings]:
+    """Settings for the test database, data directory and the loopback DNS server.
+
+    Sender authentication asks only ``dns_server``: a test publishes the SPF, DKIM and
+    DMARC records it needs there, and nothing ever reaches a real resolver.
+    """
 
     def make(**overrides: Any) -> Settings:
-        base = Settings(data_dir=tmp_path / "data", database_url=db_url, domains=(CANARY_DOMAIN,))
+        base = Settings(
+            data_dir=tmp_path / "data",
+            database_url=db_url,
+            domains=(CANARY_DOMAIN,),
+            dns_servers=dns_server.servers,
+            dns_timeout=2.0,
+        )
         return base.replace(**overrides)
 
     return make

@@ -11,6 +11,7 @@ from canary.config import Settings
 from canary.models import User
 from canary.pipeline import Analyzer
 from canary.store import Store
+from tests.support.dns_server import TestDnsServer
 from tests.support.smtp import add_identity, add_source, message_bytes, send_message, start_server
 
 
@@ -27,7 +28,9 @@ async def test_messages_list_and_show(
     owner: User,
     cli_env: None,
     capsys: pytest.CaptureFixture[str],
+    dns_server: TestDnsServer,
 ) -> None:
+    dns_server.txt("shop.test", "v=spf1 ip4:127.0.0.0/8 -all")
     shop = add_source(store, owner, "Shop", ["shop.test"])
     add_identity(store, owner, shop, "k3m9abc", "Marc Q Kollier")
     running = await start_server(store, settings)

@@ -8,9 +8,10 @@ from datetime import timedelta
 from sqlmodel import select
 
 from canary.config import Settings
-from canary.models import Delivery, Finding, Message, User, utcnow
+from canary.models import Delivery, Finding, Incident, Message, User, utcnow
 from canary.pipeline import Analyzer
 from canary.store import Store
+from tests.support.dns_server import TestDnsServer
 from tests.support.smtp import (
     add_identity,
     add_source,
@@ -20,14 +21,22 @@ from tests.support.smtp import (
 )
 
 
-async def _receive(store: Store, settings: Settings, *messages: tuple[list[str], bytes]) -> None:
+async def _receive(
+    store: Store,
+    settings: Settings,
+    *messages: tuple[list[str], bytes],
+    mail_from: str = "b@mailer.test",
+) -> None:
     running = await start_server(store, settings)
     try:
         for rcpts, content in messages:
-            reply = await send_message(running.host, running.port, "b@mailer.test", rcpts, content)
+            reply = await send_message(running.host, running.port, mail_from, rcpts, content)
             assert reply.code == 250, reply
     finally:
         await running.stop()
+
+
+SPF_LOOPBACK = "v=spf1 ip4:127.0.0.0/8 -all"
 
 
 def _deliveries(store: Store) -> list[Delivery]:
@@ -41,8 +50,9 @@ def _findings(store: Store) -> list[Finding]:
 
 
 async def test_messages_queued_before_a_restart_are_analysed(
-    store: Store, settings: Settings, owner: User
+    store: Store, settings: Settings, owner: User, dns_server: TestDnsServer
 ) -> None:
+    dns_server.txt("shop.test", SPF_LOOPBACK)
     shop = add_source(store, owner, "Shop", ["shop.test"])
     add_identity(store, owner, shop, "k3m9abc", "Marc Q Kollier")
     await _receive(
@@ -50,6 +60,7 @@ async def test_messages_queued_before_a_restart_are_analysed(
         settings,
         (["K3M9ABC+news@canary.test"], message_bytes("welcome")),
         (["nobody@canary.test", "postmaster@canary.test"], message_bytes("guess")),
+        mail_from="bounce@shop.test",
     )
     # A new worker (as after a restart) finds both messages still queued.
     with store.session() as session:
@@ -71,17 +82,48 @@ async def test_messages_queued_before_a_restart_are_analysed(
     assert analyzer.drain() == 0
 
 
-async def test_unauthorised_sender_waits_for_authentication(
-    store: Store, settings: Settings, owner: User
+async def test_an_authenticated_third_party_is_shared_and_opens_an_incident(
+    store: Store, settings: Settings, owner: User, dns_server: TestDnsServer
 ) -> None:
+    dns_server.txt("brokerx.test", SPF_LOOPBACK)
     shop = add_source(store, owner, "Shop", ["shop.test"])
     add_identity(store, owner, shop, "k3m9abc", "Marc Q Kollier")
     content = message_bytes("offer").replace(b"news@shop.test", b"deals@brokerx.test")
-    await _receive(store, settings, (["k3m9abc@canary.test"], content))
+    await _receive(store, settings, (["k3m9abc@canary.test"], content), mail_from="b@brokerx.test")
     Analyzer(store, settings).drain()
     [delivery] = _deliveries(store)
-    assert delivery.source_id == shop.id and delivery.verdict is None
-    assert _findings(store) == []
+    assert delivery.source_id == shop.id and delivery.verdict == "shared"
+    [finding] = _findings(store)
+    assert finding.sender_org == "brokerx.test"
+    assert finding.sentence.startswith("Sent by brokerx.test (SPF pass), which was never given")
+    with store.session() as session:
+        [incident] = session.exec(select(Incident)).all()
+    assert (incident.kind, incident.organisations) == ("shared", ["brokerx.test"])
+
+
+async def test_dns_failure_is_retried_then_decided(
+    store: Store, settings: Settings, owner: User, dns_server: TestDnsServer
+) -> None:
+    dns_server.txt("brokerx.test", SPF_LOOPBACK)
+    shop = add_source(store, owner, "Shop", ["shop.test"])
+    add_identity(store, owner, shop, "k3m9abc", "Marc Q Kollier")
+    content = message_bytes("offer").replace(b"news@shop.test", b"deals@brokerx.test")
+    await _receive(store, settings, (["k3m9abc@canary.test"], content), mail_from="b@brokerx.test")
+    dns_server.mode = "silent"
+    fast = settings.replace(dns_timeout=0.3)
+    analyzer = Analyzer(store, fast, dns_retry_delay=0.0)
+    assert analyzer.run_once() == 1
+    with store.session() as session:
+        [message] = session.exec(select(Message)).all()
+    assert message.state == "retry" and "DNS temporarily failed" in (message.error or "")
+    dns_server.mode = "normal"
+    Analyzer(store, settings, dns_retry_delay=0.0).drain()
+    with store.session() as session:
+        [message] = session.exec(select(Message)).all()
+    assert message.state == "analysed"
+    assert _deliveries(store)[0].verdict == "shared"
+    # The provisional finding was superseded by the decided one.
+    assert [f.superseded_at is None for f in _findings(store)][-1]
 
 
 async def test_retired_identity_and_cross_source_names(
@@ -108,7 +150,7 @@ async def test_retired_identity_and_cross_source_names(
     assert retired_delivery.verdict == "after_retirement"
     finding = _findings(store)[0]
     codes = {e["code"] for e in finding.evidence}
-    assert "tagged_to_name" in codes and "club" in finding.sentence
+    assert "cross_source_identity" in codes and "Club" in finding.sentence
 
 
 async def test_stuck_claims_become_claimable_and_claims_are_exclusive(
