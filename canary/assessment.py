@@ -13,14 +13,21 @@ supersedes it, and the new finding records what changed (``Finding.changes``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session, col, select
 
-from canary.campaigns import CampaignSignal
+from canary.campaigns import (
+    DEFAULT_MIN_SOURCES,
+    DEFAULT_WINDOW,
+    CampaignSignal,
+    RecentDelivery,
+    detect_campaigns,
+)
 from canary.evidence_items import Evidence
 from canary.incidents import FindingRecord, IncidentState, compare, incident_kind, rebuild, roll_up
 from canary.models import Delivery, Finding, Identity, Incident, Message, Source, utcnow
@@ -325,3 +332,63 @@ def reevaluate_after_correction(session: Session, source: Source) -> None:
     """The ``on_change`` hook of :mod:`canary.review`: re-decide the source's findings."""
     assert source.id is not None
     reevaluate_source(session, source.id)
+
+
+# ---------------------------------------------------------------------- campaigns
+
+
+def apply_campaigns(
+    session: Session,
+    now: datetime | None = None,
+    window: timedelta = DEFAULT_WINDOW,
+    min_sources: int = DEFAULT_MIN_SOURCES,
+) -> int:
+    """Find cross-source campaigns among recent deliveries and re-decide those they touch.
+
+    Runs as a scheduled job over the last two windows, so a campaign that builds up
+    across several batches of mail is still seen whole. Returns how many deliveries got
+    a new or changed campaign signal.
+    """
+    now = now or utcnow()
+    rows = session.exec(
+        select(Delivery, Message.sender_org, Message.peer_ip, Message.fingerprint, Source.name)
+        .join(Message, col(Message.id) == Delivery.message_id)
+        .join(Source, col(Source.id) == Delivery.source_id)
+        .where(Delivery.received_at >= now - 2 * window, Delivery.kind == "canary")
+    ).all()
+    domains: dict[int, frozenset[str]] = {}
+    recent = []
+    for delivery, sender_org, peer_ip, fingerprint, source_name in rows:
+        assert delivery.id is not None and delivery.source_id is not None
+        if delivery.source_id not in domains:
+            source = session.get(Source, delivery.source_id)
+            domains[delivery.source_id] = frozenset(authorised_domains(session, source))  # type: ignore[arg-type]
+        recent.append(
+            RecentDelivery(
+                delivery_id=delivery.id,
+                received_at=_aware(delivery.received_at) or now,
+                source_id=delivery.source_id,
+                source_name=source_name,
+                source_domains=domains[delivery.source_id],
+                sender_org=sender_org,
+                peer_ip=peer_ip,
+                fingerprint=fingerprint,
+            )
+        )
+    signals = detect_campaigns(recent, window=window, min_sources=min_sources)
+    by_id = {delivery.id: delivery for delivery, *_ in rows}
+    touched = []
+    for delivery_id, signal in signals.items():
+        delivery = by_id[delivery_id]
+        facts = dict(delivery.facts or {})
+        # The JSON form, as the database gives it back, so an unchanged signal compares equal.
+        stored = json.loads(json.dumps(asdict(signal)))
+        if facts.get("campaign") != stored:
+            facts["campaign"] = stored
+            delivery.facts = facts
+            session.add(delivery)
+            touched.append(delivery_id)
+    session.flush()
+    if touched:
+        reevaluate_deliveries(session, touched, now)
+    return len(touched)

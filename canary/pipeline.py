@@ -39,6 +39,8 @@ from sqlalchemy import and_, or_, select, update
 from sqlmodel import Session, col
 from sqlmodel import select as sm_select
 
+from canary import metrics
+from canary.alerts import queue_incident_alert
 from canary.assessment import (
     IncidentEvent,
     auth_to_json,
@@ -52,7 +54,8 @@ from canary.auth import AuthResult, authenticate
 from canary.campaigns import content_fingerprint
 from canary.config import Settings
 from canary.dns import Resolver
-from canary.models import Delivery, Message, Source, utcnow
+from canary.forwarding import queue_forward
+from canary.models import Delivery, Incident, Message, Source, utcnow
 from canary.signals import Attachment
 from canary.signals import analyse as analyse_signals
 from canary.store import Store
@@ -142,6 +145,10 @@ def assess_delivery(
     draft = evaluate(facts)
     finding = record_draft(session, delivery, draft)
     event = roll_into_incident(session, delivery, draft) if finding is not None else None
+    if finding is not None:
+        metrics.inc("verdicts_total", verdict=draft.verdict)
+        if delivery.owner_id is not None:
+            queue_forward(session, delivery, draft.verdict, draft.sender_org)
     return draft, event
 
 
@@ -316,6 +323,11 @@ class Analyzer:
                 session, message, delivery, parsed, auth, self.settings.domains
             )
             if event is not None:
+                incident = session.get(Incident, event.incident_id)
+                if incident is not None:
+                    # A re-opened incident is news to its owner, like a new one.
+                    kind = "grew" if event.event == "grew" else "opened"
+                    queue_incident_alert(session, incident, kind)
                 for hook in self.on_incident:
                     hook(session, event)
         message.header_message_id = parsed.message_id[:998] if parsed.message_id else None
@@ -341,6 +353,12 @@ class Analyzer:
         else:
             message.state = "analysed" if parsed.parsed else "unparsable"
         session.add(message)
+        metrics.inc("messages_analysed_total", state=message.state)
+        if message.received_at is not None:
+            received = message.received_at
+            if received.tzinfo is None:
+                received = received.replace(tzinfo=now.tzinfo)
+            metrics.observe("analysis_seconds", max(0.0, (now - received).total_seconds()))
         return message.state
 
     def _failed(self, message_id: int, exc: BaseException) -> None:

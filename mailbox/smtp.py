@@ -12,6 +12,8 @@ from typing import Any
 
 from canary.mailbox.intake import IncomingMessage, Intake, delivery_kind
 
+from canary import metrics
+
 log = logging.getLogger(__name__)
 
 # Characters that only ever appear in a local part to ask a server to relay (the
@@ -73,8 +75,10 @@ class CanaryHandler:
         rejection = self.check_recipient(address)
         if rejection is not None:
             log.info("relay attempt from %s to %r refused", _peer_ip(session), address)
+            metrics.inc("smtp_recipients_rejected_total", reason="relay")
             return rejection
         if len(envelope.rcpt_tos) >= self.max_recipients:
+            metrics.inc("smtp_recipients_rejected_total", reason="too_many")
             return "452 4.5.3 Too many recipients"
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
@@ -98,7 +102,9 @@ class CanaryHandler:
             message_id = await self.intake.submit(message)
         except Exception as exc:
             log.warning("DATA from %s not stored: %s", message.peer_ip, exc)
+            metrics.inc("smtp_messages_rejected_total", reason="store_unavailable")
             return TEMP_FAILURE
+        metrics.inc("smtp_messages_received_total")
         return f"250 2.0.0 OK queued as {message_id}"
 
     async def handle_exception(self, error: Exception) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -12,7 +12,9 @@ from canary.config import Settings
 from canary.models import User
 from canary.store import Store
 from tests.support.databases import database_url
-from tests.support.dns_server import TestDnsServer
+
+if TYPE_CHECKING:
+    from tests.support.dns_server import TestDnsServer
 
 pytest_plugins = ["tests.support.dns_server"]
 

@@ -1,4 +1,4 @@
-"""``canary serve``: the composition root that runs the mail server and the analysis worker.
+"""``canary serve``: the composition root: mail server, analysis worker, dashboard, scheduler.
 
 This is the only module in ``canary/`` that may import aiosmtpd (through
 ``canary.mailbox.server``) or aiohttp. It migrates the database, starts the intake, the
@@ -101,12 +101,30 @@ def run_worker(ctx: CliContext) -> int:
     return 0
 
 
+CAMPAIGN_INTERVAL_SECONDS = 300
+
+
+async def campaign_job(store: Store) -> int:
+    """Scheduled: find cross-source campaigns and re-decide the deliveries they touch."""
+    from canary.assessment import apply_campaigns
+
+    def run() -> int:
+        with store.session() as session:
+            return apply_campaigns(session)
+
+    return await asyncio.to_thread(run)
+
+
 async def run_services(settings: Settings, store: Store, *, worker: bool = True) -> None:
     """Start intake, SMTP server and worker; stop them in reverse order on a signal."""
+    from apscheduler.triggers.interval import IntervalTrigger
+    from canary.dashboard.app import start_dashboard
     from canary.mailbox.intake import Intake
     from canary.mailbox.server import create_smtp_server
 
+    from canary.assessment import reevaluate_after_correction
     from canary.pipeline import Analyzer
+    from canary.scheduler import build_scheduler
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -122,6 +140,18 @@ async def run_services(settings: Settings, store: Store, *, worker: bool = True)
     # A fixed, parseable line: scripts and tests started with port 0 read the port here.
     sys.stdout.write(f"canary: SMTP listening on {host}:{port}\n")
     sys.stdout.flush()
+    dashboard = await start_dashboard(settings, store, reevaluate=reevaluate_after_correction)
+    sys.stdout.write(f"canary: dashboard on http://{settings.http_host}:{settings.http_port}/\n")
+    sys.stdout.flush()
+    scheduler = build_scheduler(settings, store)
+    scheduler.add_job(
+        campaign_job,
+        IntervalTrigger(seconds=CAMPAIGN_INTERVAL_SECONDS),
+        args=(store,),
+        id="campaigns",
+        name="cross-source campaign detection",
+    )
+    scheduler.start()
     worker_task = (
         # Analysis yields to ingest while mail is arriving (see Analyzer.run).
         asyncio.create_task(analyzer.run(stop, yield_to=intake.busy), name="analysis")
@@ -132,9 +162,11 @@ async def run_services(settings: Settings, store: Store, *, worker: bool = True)
         await stop.wait()
     finally:
         log.info("stopping")
-        # Reverse order of starting: worker, listener, then the intake, which still
-        # commits what the last sessions handed over.
+        # Reverse order of starting: scheduler, dashboard, worker, listener, then the
+        # intake, which still commits what the last sessions handed over.
         stop.set()
+        scheduler.shutdown(wait=False)
+        await dashboard.cleanup()
         if worker_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await worker_task

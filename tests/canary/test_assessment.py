@@ -7,6 +7,7 @@ from datetime import timedelta
 from sqlmodel import select
 
 from canary.assessment import (
+    apply_campaigns,
     auth_from_json,
     auth_to_json,
     current_finding,
@@ -133,3 +134,49 @@ def test_incident_events_for_alerts(store: Store, owner: User) -> None:
         assert event is not None and event.event == "reopened"
         session.refresh(incident)
         assert incident.status == "open" and incident.finding_count == 3
+
+
+def test_one_campaign_across_five_sources_is_a_breach_for_each(store: Store, owner: User) -> None:
+    delivery_ids = []
+    with store.session() as session:
+        for n in range(5):
+            source = add_source(session, owner, f"Site {n}", [f"site{n}.test"])
+            (identity,) = create_identities(
+                session, owner, source, IdentityRequest(domain=CANARY_DOMAIN)
+            )
+            message = Message(
+                raw=b"Subject: win\r\n\r\nwin\r\n",
+                rcpt_to=[identity.alias],
+                peer_ip=f"198.51.100.{n + 1}",
+                sender_org="brokerx.test",
+                fingerprint="f" * 32,
+                auth=auth_to_json(BROKER),
+                analysed_at=utcnow(),
+                state="analysed",
+            )
+            session.add(message)
+            session.flush()
+            delivery = Delivery(
+                message_id=message.id,
+                recipient=identity.alias,
+                recipient_key=identity.alias,
+                kind="canary",
+                identity_id=identity.id,
+                source_id=source.id,
+                owner_id=owner.id,
+                facts=delivery_facts_json(NO_SIGNALS, ()),
+            )
+            session.add(delivery)
+            session.flush()
+            delivery_ids.append(delivery.id)
+        reevaluate_deliveries(session, delivery_ids)
+        assert {session.get(Delivery, i).verdict for i in delivery_ids} == {"shared"}
+        assert apply_campaigns(session) == 5
+        for delivery_id in delivery_ids:
+            finding = current_finding(session, delivery_id)
+            assert finding is not None and finding.verdict == "breach"
+            assert {"code": "same_campaign_sources", "detail": "5"} in finding.evidence
+        kinds = sorted(i.kind for i in session.exec(select(Incident)).all())
+        assert kinds == ["breach"] * 5
+        # Running the job again finds nothing new.
+        assert apply_campaigns(session) == 0
