@@ -11,7 +11,12 @@ from canary.config import Settings
 from canary.models import Delivery, Finding, Incident, Message, User, utcnow
 from canary.pipeline import Analyzer
 from canary.store import Store
-from tests.support.dns_server import TestDnsServer
+from tests.support.dns_server import (
+    TestDnsServer,
+    dkim_sign,
+    generate_dkim_key,
+    publish_dkim_key,
+)
 from tests.support.smtp import (
     add_identity,
     add_source,
@@ -281,3 +286,33 @@ async def test_worker_yielding_to_ingest_is_never_starved(store: Store, settings
     stop.set()
     await task
     assert states == {"analysed"}
+
+
+async def test_provider_mail_for_the_brand_is_expected_and_a_spoof_is_a_breach(
+    store: Store, settings: Settings, owner: User, dns_server: TestDnsServer
+) -> None:
+    """Real DKIM signatures over real SMTP: an email provider signing for the shop, and a
+    forger claiming the shop's domain, which publishes DMARC p=reject."""
+    key = generate_dkim_key()
+    publish_dkim_key(dns_server, "shop.test", "esp1", key)
+    dns_server.txt("_dmarc.shop.test", "v=DMARC1; p=reject")
+    dns_server.txt("sendgrid.test", SPF_LOOPBACK)  # the provider's bounce domain
+    shop = add_source(store, owner, "Shop", ["shop.test"])
+    add_identity(store, owner, shop, "k3m9abc", "Marc Q Kollier")
+    signed = dkim_sign(message_bytes("newsletter"), "shop.test", "esp1", key)
+    await _receive(store, settings, (["k3m9abc@canary.test"], signed), mail_from="b@sendgrid.test")
+    await _receive(
+        store, settings, (["k3m9abc@canary.test"], message_bytes("verify now")),
+        mail_from="x@forger.test",
+    )  # fmt: skip
+    Analyzer(store, settings).drain()
+    provider, spoof = _deliveries(store)
+    assert provider.verdict == "expected"
+    with store.session() as session:
+        message = session.get(Message, provider.message_id)
+        assert message is not None and message.sender_org == "shop.test"
+        assert message.auth and message.auth["verified_by"] == "DKIM verified"
+    assert spoof.verdict == "breach"
+    finding = _findings(store)[-1]
+    assert {"code": "spoofed_from", "detail": "domain=shop.test"} in finding.evidence
+    assert "DMARC fail" in finding.sentence
