@@ -130,12 +130,9 @@ def main() -> None:
     print(f"backend:                    {store.backend}")
     print(f"messages:                   {args.messages} from {args.senders} DKIM-signing senders")
     print(f"parsing alone:              {parse_rate:8.0f} msg/s")
-    print(
-        f"full analysis, cold DNS:    {cold_rate:8.0f} msg/s  ({cold_rate / parse_rate:.2f} of parsing)"
-    )
-    print(
-        f"full analysis, warm DNS:    {warm_rate:8.0f} msg/s  ({warm_rate / parse_rate:.2f} of parsing)"
-    )
+    for label, rate in (("cold", cold_rate), ("warm", warm_rate)):
+        ratio = rate / parse_rate
+        print(f"full analysis, {label} DNS:    {rate:8.0f} msg/s  ({ratio:.2f} of parsing)")
     print(f"DNS queries answered:       {len(dns.queries)}")
 
 
