@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from canary.config import Settings, documented_settings
+from tests.support.dns_server import TestDnsServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {name for name, _, _ in documented_settings()}
@@ -79,13 +80,14 @@ def _free_port() -> int:
 
 
 def test_the_container_command_serves_and_passes_its_health_check(
-    tmp_path: Path, db_url: str
+    tmp_path: Path, db_url: str, dns_server: TestDnsServer
 ) -> None:
     env = {
         **os.environ,
         **canary_environment(),
         # Only what must differ on a test machine: the database, loopback, free ports.
         "CANARY_DATABASE_URL": db_url,
+        "CANARY_DNS_SERVERS": ",".join(f"{h}:{p}" for h, p in dns_server.servers),
         "CANARY_DATA_DIR": str(tmp_path),
         "CANARY_SMTP_HOST": "127.0.0.1",
         "CANARY_HTTP_HOST": "127.0.0.1",

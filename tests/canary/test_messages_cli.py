@@ -20,6 +20,8 @@ def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CANARY_DATABASE_URL", str(settings.database_url))
     monkeypatch.setenv("CANARY_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("CANARY_DOMAINS", "canary.test")
+    servers = ",".join(f"{host}:{port}" for host, port in settings.dns_servers)
+    monkeypatch.setenv("CANARY_DNS_SERVERS", servers)
 
 
 async def test_messages_list_and_show(

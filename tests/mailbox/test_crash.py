@@ -33,6 +33,10 @@ def _serve(settings: Settings) -> tuple[subprocess.Popen[bytes], int]:
         CANARY_SMTP_HOST="127.0.0.1",
         CANARY_SMTP_PORT="0",
         CANARY_SMTP_HOSTNAME="mx.canary.test",
+        CANARY_HTTP_HOST="127.0.0.1",
+        CANARY_HTTP_PORT="0",
+        # Sender authentication asks only the test's DNS server on 127.0.0.1.
+        CANARY_DNS_SERVERS=",".join(f"{host}:{port}" for host, port in settings.dns_servers),
         CANARY_LOG_LEVEL="WARNING",
     )
     process = subprocess.Popen(
