@@ -14,12 +14,18 @@ import pytest
 from sqlmodel import select
 
 from canary.config import Settings
-from canary.models import Delivery, Finding, Incident, Source, User
+from canary.models import Delivery, Incident, Source, User
 from canary.pipeline import Analyzer
 from canary.store import Store
 from canary.users import add_user
 from tests.support.browser import LiveDashboard, Recorder, screenshot
 from tests.support.dashboard import PASSWORD, hostile_message
+from tests.support.dns_server import (
+    TestDnsServer,
+    dkim_sign,
+    generate_dkim_key,
+    publish_dkim_key,
+)
 from tests.support.smtp import send_message, start_server
 
 pytestmark = pytest.mark.slow
@@ -80,6 +86,7 @@ async def test_walk_through(
     store: Store,
     settings: Settings,
     user: User,
+    dns_server: TestDnsServer,
 ) -> None:
     page, recorder = browser_page
     base = live_dashboard.url
@@ -96,42 +103,21 @@ async def test_walk_through(
     assert alias.endswith("@canary.test") and name
     await screenshot(page, "02-new-identity")
 
-    await deliver(store, settings, alias, newsletter(alias))
+    # Broker X signs its mail with DKIM and publishes SPF and DMARC.
+    key = generate_dkim_key()
+    publish_dkim_key(dns_server, "brokerx.test", "mail", key)
+    dns_server.txt("brokerx.test", "v=spf1 ip4:127.0.0.0/8 -all")
+    dns_server.txt("_dmarc.brokerx.test", "v=DMARC1; p=reject")
+    signed = dkim_sign(newsletter(alias), "brokerx.test", "mail", key)
+    await deliver(store, settings, alias, signed)
 
-    # What the verdict engine and incident roll-up will record for this mail; they
-    # are being built alongside, so the test writes their output here.
+    # The real pipeline attributed it and the verdict engine judged it.
     with store.session() as session:
         source = session.exec(select(Source).where(Source.name == "Shop X")).one()
         delivery = session.exec(select(Delivery).where(Delivery.recipient_key == alias)).one()
-        assert delivery.source_id == source.id  # attributed by the real pipeline
-        delivery.verdict = "shared"
-        session.add(delivery)
-        session.add(
-            Finding(
-                delivery_id=delivery.id,
-                owner_id=user.id,
-                source_id=source.id,
-                verdict="shared",
-                sender_org="brokerx.test",
-                evidence=[
-                    {"code": "dkim_pass", "detail": "d=brokerx.test"},
-                    {"code": "spf_pass", "detail": "brokerx.test"},
-                    {"code": "not_authorised_for_source", "detail": "brokerx.test"},
-                    {"code": "first_mail_days_after_issue", "detail": "0"},
-                ],
-                sentence="brokerx.test, not an authorised sender of Shop X, wrote to the "
-                "identity given to Shop X: Shop X shared the address.",
-            )
-        )
-        session.add(
-            Incident(
-                owner_id=user.id,
-                source_id=source.id,
-                kind="shared",
-                finding_count=1,
-                organisations=["brokerx.test"],
-            )
-        )
+        assert delivery.source_id == source.id and delivery.verdict == "shared"
+        incident = session.exec(select(Incident)).one()
+        assert incident.kind == "shared" and incident.organisations == ["brokerx.test"]
         source_id, message_id = source.id, delivery.message_id
 
     await page.goto(f"{base}/")
