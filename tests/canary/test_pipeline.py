@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlmodel import select
 
 from canary.config import Settings
-from canary.models import Delivery, Finding, Incident, Message, User, utcnow
+from canary.models import Delivery, Finding, Incident, Message, Source, User, utcnow
 from canary.pipeline import Analyzer
 from canary.store import Store
 from tests.support.dns_server import (
@@ -42,6 +42,18 @@ async def _receive(
 
 
 SPF_LOOPBACK = "v=spf1 ip4:127.0.0.0/8 -all"
+
+
+async def _offer_from_broker(
+    store: Store, settings: Settings, owner: User, dns_server: TestDnsServer
+) -> Source:
+    """Shop's identity receives an offer from brokerx.test, which passes SPF."""
+    dns_server.txt("brokerx.test", SPF_LOOPBACK)
+    shop = add_source(store, owner, "Shop", ["shop.test"])
+    add_identity(store, owner, shop, "k3m9abc", "Marc Q Kollier")
+    content = message_bytes("offer").replace(b"news@shop.test", b"deals@brokerx.test")
+    await _receive(store, settings, (["k3m9abc@canary.test"], content), mail_from="b@brokerx.test")
+    return shop
 
 
 def _deliveries(store: Store) -> list[Delivery]:
@@ -90,11 +102,7 @@ async def test_messages_queued_before_a_restart_are_analysed(
 async def test_an_authenticated_third_party_is_shared_and_opens_an_incident(
     store: Store, settings: Settings, owner: User, dns_server: TestDnsServer
 ) -> None:
-    dns_server.txt("brokerx.test", SPF_LOOPBACK)
-    shop = add_source(store, owner, "Shop", ["shop.test"])
-    add_identity(store, owner, shop, "k3m9abc", "Marc Q Kollier")
-    content = message_bytes("offer").replace(b"news@shop.test", b"deals@brokerx.test")
-    await _receive(store, settings, (["k3m9abc@canary.test"], content), mail_from="b@brokerx.test")
+    shop = await _offer_from_broker(store, settings, owner, dns_server)
     Analyzer(store, settings).drain()
     [delivery] = _deliveries(store)
     assert delivery.source_id == shop.id and delivery.verdict == "shared"
@@ -109,11 +117,7 @@ async def test_an_authenticated_third_party_is_shared_and_opens_an_incident(
 async def test_dns_failure_is_retried_then_decided(
     store: Store, settings: Settings, owner: User, dns_server: TestDnsServer
 ) -> None:
-    dns_server.txt("brokerx.test", SPF_LOOPBACK)
-    shop = add_source(store, owner, "Shop", ["shop.test"])
-    add_identity(store, owner, shop, "k3m9abc", "Marc Q Kollier")
-    content = message_bytes("offer").replace(b"news@shop.test", b"deals@brokerx.test")
-    await _receive(store, settings, (["k3m9abc@canary.test"], content), mail_from="b@brokerx.test")
+    await _offer_from_broker(store, settings, owner, dns_server)
     dns_server.mode = "silent"
     fast = settings.replace(dns_timeout=0.3)
     analyzer = Analyzer(store, fast, dns_retry_delay=0.0)
