@@ -330,17 +330,9 @@ async def _send_one(
                 error = f"{type(exc).__name__}: {exc}"
     kind = channel.kind if channel else "unknown"
 
-    def record() -> None:
-        with store.session() as session:
-            row = session.get(Alert, alert_id)
-            assert row is not None
-            if error is None:
-                outbox.record_success(row, now)
-            else:
-                outbox.record_failure(row, now, error, permanent=permanent)
-            session.add(row)
-
-    await asyncio.to_thread(record)
+    await asyncio.to_thread(
+        outbox.record_outcome, store, Alert, alert_id, now, error, permanent=permanent
+    )
     metrics.inc("alerts_sent_total" if error is None else "alerts_failed_total", kind=kind)
     return error is None
 

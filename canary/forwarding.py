@@ -244,17 +244,9 @@ async def _send_one(settings: Settings, store: Store, forward_id: int, now: date
         except Exception as exc:  # ConfigError (no relay) and the unexpected: retry later
             error = f"{type(exc).__name__}: {exc}"
 
-    def record() -> None:
-        with store.session() as session:
-            row = session.get(Forward, forward_id)
-            assert row is not None
-            if error is None:
-                outbox.record_success(row, now)
-            else:
-                outbox.record_failure(row, now, error, permanent=permanent)
-            session.add(row)
-
-    await asyncio.to_thread(record)
+    await asyncio.to_thread(
+        outbox.record_outcome, store, Forward, forward_id, now, error, permanent=permanent
+    )
     metrics.inc("forwards_sent_total" if error is None else "forwards_failed_total")
     return error is None
 

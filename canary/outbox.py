@@ -25,6 +25,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.engine import Engine
 
 from canary.models import Alert, Forward
+from canary.store import Store
 
 MAX_ATTEMPTS = 8
 BASE_DELAY = timedelta(seconds=30)
@@ -93,6 +94,26 @@ def record_failure(
         row.next_attempt_at = None
     else:
         row.next_attempt_at = now + backoff(row.attempts)
+
+
+def record_outcome(
+    store: Store,
+    model: type[OutboxRow],
+    row_id: int,
+    now: datetime,
+    error: str | None,
+    *,
+    permanent: bool = False,
+) -> None:
+    """Step 3 in its own transaction: success when ``error`` is None, else a failure."""
+    with store.session() as session:
+        row = session.get(model, row_id)
+        assert row is not None
+        if error is None:
+            record_success(row, now)
+        else:
+            record_failure(row, now, error, permanent=permanent)
+        session.add(row)
 
 
 def retry_now(row: OutboxRow, now: datetime) -> None:
