@@ -40,6 +40,7 @@ from canary.models import (
     Message,
     Source,
     User,
+    as_utc,
     utcnow,
 )
 from canary.store import Store
@@ -226,9 +227,9 @@ def queue_digests(session: Session, frequency: str, now: datetime | None = None)
     ).all()
     for channel in channels:
         last = channel.last_digest_at
-        if last is not None and _aware(last) > now - period / 2:
+        if last is not None and as_utc(last) > now - period / 2:
             continue
-        since = _aware(last) if last is not None else now - period
+        since = as_utc(last) if last is not None else now - period
         incidents = session.exec(
             select(Incident, Source.name)
             .join(Source, col(Source.id) == Incident.source_id)
@@ -267,12 +268,6 @@ def queue_test_alert(session: Session, owner: User, channel_id: int) -> Alert:
     session.add(alert)
     session.flush()
     return alert
-
-
-def _aware(moment: datetime) -> datetime:
-    from datetime import UTC
-
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 # ---------------------------------------------------------------------- delivery

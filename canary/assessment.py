@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -30,7 +30,7 @@ from canary.campaigns import (
 )
 from canary.evidence_items import Evidence
 from canary.incidents import FindingRecord, IncidentState, compare, incident_kind, rebuild, roll_up
-from canary.models import Delivery, Finding, Identity, Incident, Message, Source, utcnow
+from canary.models import Delivery, Finding, Identity, Incident, Message, Source, as_utc, utcnow
 from canary.signals import Signals
 from canary.sources import authorised_domains
 from canary.verdicts import AuthFacts, DeliveryFacts, FindingDraft, SourceFacts, evaluate
@@ -108,12 +108,6 @@ def _campaign_from(data: dict[str, Any] | None) -> CampaignSignal | None:
     )
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
-
-
 # ---------------------------------------------------------------------- facts
 
 
@@ -132,13 +126,13 @@ def build_facts(
     return DeliveryFacts(
         recipient=delivery.recipient_key,
         recipient_kind=delivery.kind if identity is not None else "unattributed",
-        received_at=_aware(delivery.received_at) or utcnow(),
+        received_at=as_utc(delivery.received_at) or utcnow(),
         auth=auth_from_json(message.auth),
         signals=_signals_from(stored.get("signals")),
         source=source_facts,
-        issued_at=_aware(identity.created_at) if identity else None,
-        given_at=_aware(identity.given_at) if identity else None,
-        retired_at=_aware(identity.retired_at) if identity else None,
+        issued_at=as_utc(identity.created_at) if identity else None,
+        given_at=as_utc(identity.given_at) if identity else None,
+        retired_at=as_utc(identity.retired_at) if identity else None,
         cross_sources=tuple(stored.get("cross_sources", ())),
         campaign=_campaign_from(stored.get("campaign")),
     )
@@ -207,8 +201,8 @@ def _state(incident: Incident) -> IncidentState:
     return IncidentState(
         source_id=incident.source_id,
         kind=incident.kind,
-        first_seen=_aware(incident.first_seen) or utcnow(),
-        last_seen=_aware(incident.last_seen) or utcnow(),
+        first_seen=as_utc(incident.first_seen) or utcnow(),
+        last_seen=as_utc(incident.last_seen) or utcnow(),
         finding_count=incident.finding_count,
         organisations=tuple(incident.organisations),
         status=incident.status,
@@ -236,7 +230,7 @@ def roll_into_incident(
     incident = session.exec(
         select(Incident).where(Incident.source_id == delivery.source_id, Incident.kind == kind)
     ).first()
-    seen_at = _aware(delivery.received_at) or now
+    seen_at = as_utc(delivery.received_at) or now
     before = _state(incident) if incident else None
     after = roll_up(before, delivery.source_id, draft, seen_at)
     assert after is not None
@@ -267,7 +261,7 @@ def rebuild_incidents(session: Session, source_id: int, now: datetime | None = N
         .join(Delivery, col(Delivery.id) == Finding.delivery_id)
         .where(Finding.source_id == source_id, col(Finding.superseded_at).is_(None))
     ).all()
-    records = [_record_of(f, _aware(received)) for f, received in rows]
+    records = [_record_of(f, as_utc(received)) for f, received in rows]
     existing = {
         i.kind: i for i in session.exec(select(Incident).where(Incident.source_id == source_id))
     }
@@ -366,7 +360,7 @@ def apply_campaigns(
         recent.append(
             RecentDelivery(
                 delivery_id=delivery.id,
-                received_at=_aware(delivery.received_at) or now,
+                received_at=as_utc(delivery.received_at) or now,
                 source_id=delivery.source_id,
                 source_name=source_name,
                 source_domains=domains[delivery.source_id],

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 
 from sqlmodel import Session, col, select
@@ -22,7 +22,7 @@ from canary.alias import normalise_address, split_address
 from canary.config import Settings, parse_domain
 from canary.errors import Conflict, InvalidInput, NotFound
 from canary.identity import find_identity
-from canary.models import ForwardAddress, ForwardRule, User, utcnow
+from canary.models import ForwardAddress, ForwardRule, User, as_utc, utcnow
 from canary.sources import get_source
 
 TOKEN_LIFETIME = timedelta(days=7)
@@ -33,10 +33,6 @@ VERIFY_PATH = "/forwarding/verify/"
 
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def is_verified(address: ForwardAddress) -> bool:
@@ -107,7 +103,7 @@ def request_verification(
     if record is not None and is_verified(record):
         raise Conflict(f"{canonical} is already verified")
     if record is not None and record.verification_sent_at is not None:
-        wait = _aware(record.verification_sent_at) + RESEND_AFTER - now
+        wait = as_utc(record.verification_sent_at) + RESEND_AFTER - now
         if wait > timedelta(0):
             minutes = int(wait.total_seconds() // 60) + 1
             raise Conflict(
@@ -175,7 +171,7 @@ def pending_verification(
     if (
         record is None
         or record.verification_sent_at is None
-        or _aware(record.verification_sent_at) + TOKEN_LIFETIME < now
+        or as_utc(record.verification_sent_at) + TOKEN_LIFETIME < now
     ):
         raise NotFound("this verification link is unknown, used or expired")
     return record

@@ -8,7 +8,7 @@ refuses naive ones); :func:`utcnow` makes them. Schema changes go through Alembi
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -18,6 +18,18 @@ DELIVERY_KINDS = ("canary", "role", "unattributed")
 MESSAGE_STATES = ("queued", "analysing", "analysed", "unparsable", "retry")
 INCIDENT_STATUSES = ("open", "confirmed", "dismissed")
 OUTBOX_STATES = ("pending", "sent", "failed", "dropped")
+
+
+@overload
+def as_utc(moment: datetime) -> datetime: ...
+@overload
+def as_utc(moment: None) -> None: ...
+def as_utc(moment: datetime | None) -> datetime | None:
+    """``moment`` with UTC attached when it came back naive (rows made before a driver
+    kept zones, or values built by hand); aware values and None pass unchanged."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
 
 
 def utcnow() -> datetime:

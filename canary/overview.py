@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlmodel import Session, col, func, select
 
-from canary.models import Delivery, Finding, Incident, Source, User
+from canary.models import Delivery, Finding, Incident, Source, User, as_utc
 
 # Verdicts that mean the data went somewhere it should not have.
 SHARED_KINDS = ("shared", "cross_source", "after_retirement")
@@ -31,12 +31,6 @@ class SourceStatus:
     status: str  # clean, shared or breach
     leak_count: int
     kinds: tuple[str, ...]
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
 
 
 def source_statuses(session: Session, owner: User) -> list[SourceStatus]:
@@ -60,14 +54,14 @@ def source_statuses(session: Session, owner: User) -> list[SourceStatus]:
         .group_by(Finding.source_id, Finding.verdict)
     ):
         if source_id is not None:
-            counts[(source_id, verdict)] = (n, _aware(newest))
+            counts[(source_id, verdict)] = (n, as_utc(newest))
     dismissed_at: dict[tuple[int, str], datetime | None] = {}
     for incident in session.exec(
         select(Incident).where(Incident.owner_id == owner.id).order_by(col(Incident.id))
     ):
         key = (incident.source_id, incident.kind)
         # The newest incident per (source, kind) decides.
-        dismissed_at[key] = _aware(incident.updated_at) if incident.status == "dismissed" else None
+        dismissed_at[key] = as_utc(incident.updated_at) if incident.status == "dismissed" else None
     out = []
     for source in sources:
         assert source.id is not None

@@ -55,7 +55,7 @@ from canary.campaigns import content_fingerprint
 from canary.config import Settings
 from canary.dns import Resolver
 from canary.forwarding import queue_forward
-from canary.models import Delivery, Incident, Message, Source, utcnow
+from canary.models import Delivery, Incident, Message, Source, as_utc, utcnow
 from canary.signals import Attachment
 from canary.signals import analyse as analyse_signals
 from canary.store import Store
@@ -354,11 +354,8 @@ class Analyzer:
             message.state = "analysed" if parsed.parsed else "unparsable"
         session.add(message)
         metrics.inc("messages_analysed_total", state=message.state)
-        if message.received_at is not None:
-            received = message.received_at
-            if received.tzinfo is None:
-                received = received.replace(tzinfo=now.tzinfo)
-            metrics.observe("analysis_seconds", max(0.0, (now - received).total_seconds()))
+        received = as_utc(message.received_at)
+        metrics.observe("analysis_seconds", max(0.0, (now - received).total_seconds()))
         return message.state
 
     def _failed(self, message_id: int, exc: BaseException) -> None:

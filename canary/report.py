@@ -28,7 +28,7 @@ from xml.etree import ElementTree as ET
 
 from sqlmodel import Session, col, select
 
-from canary.models import Delivery, Finding, Identity, Study
+from canary.models import Delivery, Finding, Identity, Study, as_utc
 from canary.study import study_sites
 
 TOP_ORGS = 20
@@ -136,10 +136,6 @@ class Report:
         }
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _quartiles(values: Sequence[float]) -> tuple[float, float, float]:
     if len(values) == 1:
         return values[0], values[0], values[0]
@@ -161,7 +157,7 @@ def compute_report(
     for ident in identities:
         if ident.source_id in results:
             identity_count += 1
-            starts[ident.identity_id] = _aware(ident.given_at or ident.created_at)
+            starts[ident.identity_id] = as_utc(ident.given_at or ident.created_at)
     orgs: dict[int, dict[str, list[datetime]]] = defaultdict(lambda: defaultdict(list))
     for d in deliveries:
         site = results.get(d.source_id)
@@ -173,7 +169,7 @@ def compute_report(
         if d.verdict != "shared" or not d.sender_org:
             continue
         site.shared += 1
-        received = _aware(d.received_at)
+        received = as_utc(d.received_at)
         orgs[d.source_id][d.sender_org].append(received)
         start = starts.get(d.identity_id) if d.identity_id is not None else None
         if start is not None:

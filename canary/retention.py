@@ -20,13 +20,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, update
 from sqlmodel import Session, col, select
 
 from canary.config import Settings
-from canary.models import Delivery, Incident, Message
+from canary.models import Delivery, Incident, Message, as_utc
 
 PURGEABLE_STATES = ("analysed", "unparsable")
 PROTECTING_STATUSES = ("open", "confirmed")
@@ -57,10 +57,6 @@ class RetentionPolicy:
         return self.default_days
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def should_purge(
     received_at: datetime,
     verdicts: Iterable[str | None],
@@ -73,7 +69,7 @@ def should_purge(
     ``verdicts`` are its deliveries' verdicts; ``protected`` the verdicts through which an
     open or confirmed incident rests on it.
     """
-    age = _aware(now) - _aware(received_at)
+    age = as_utc(now) - as_utc(received_at)
     for verdict in set(verdicts) or {None}:
         days = policy.days_for(verdict)
         if days is None or age < timedelta(days=days):
