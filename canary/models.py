@@ -176,6 +176,9 @@ class Delivery(SQLModel, table=True):
     __table_args__ = (
         Index("ix_delivery_owner_received", "owner_id", "received_at"),
         Index("ix_delivery_source_received", "source_id", "received_at"),
+        # Message lists of one source or one user, newest message first (0007).
+        Index("ix_delivery_source_message", "source_id", "message_id"),
+        Index("ix_delivery_owner_message", "owner_id", "message_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -201,6 +204,17 @@ class Finding(SQLModel, table=True):
     """
 
     __tablename__ = "finding"
+    __table_args__ = (
+        # A user's current findings by verdict, per source: the overview (0007).
+        Index(
+            "ix_finding_owner_verdict_source",
+            "owner_id",
+            "verdict",
+            "source_id",
+            "superseded_at",
+            "created_at",
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     delivery_id: int = Field(foreign_key="delivery.id", index=True)
@@ -222,6 +236,7 @@ class Incident(SQLModel, table=True):
     """Findings rolled up per source and kind, with a status the user can change."""
 
     __tablename__ = "incident"
+    __table_args__ = (Index("ix_incident_owner_source_kind", "owner_id", "source_id", "kind"),)
 
     id: int | None = Field(default=None, primary_key=True)
     owner_id: int = Field(foreign_key="user_account.id", index=True)
