@@ -70,6 +70,17 @@ class Settings:
     smtp_timeout: float = _setting(
         60.0, "Seconds a client may stay silent before the connection is closed.", "positive_float"
     )
+    smtp_max_connections: int = _setting(
+        1000,
+        "Most SMTP connections open at once; more are answered 421 4.7.0 and closed.",
+        "positive_int",
+    )
+    smtp_max_connections_per_ip: int = _setting(
+        50,
+        "Most SMTP connections open at once from one client address; more are answered "
+        "421 4.7.0 and closed.",
+        "positive_int",
+    )
     smtp_tls_cert: Path | None = _setting(
         None, "PEM certificate chain for STARTTLS; STARTTLS is offered when set.", "path"
     )
@@ -106,6 +117,12 @@ class Settings:
     )
     faker_locale: str = _setting(
         "en_US", "Faker locale for synthetic personas (e.g. de_DE, fr_FR).", "str"
+    )
+    catchall_daily_limit: int = _setting(
+        100,
+        "Most identities one user's catch-all subdomains create a day; mail to further "
+        "new local parts is kept as unattributed.",
+        "positive_int",
     )
     log_level: str = _setting("INFO", "Logging level: DEBUG, INFO, WARNING or ERROR.", "log_level")
     log_format: str = _setting(
@@ -170,6 +187,12 @@ class Settings:
     )
     metrics_public: bool = _setting(
         False, "Serve /metrics to anyone without a token (behind a trusted network only).", "bool"
+    )
+    confirm_interval: int = _setting(
+        300,
+        "Seconds between runs of the job that fetches the confirmation links of studies "
+        "opted in to automatic confirmation (each link is fetched at most once).",
+        "positive_int",
     )
 
     # ------------------------------------------------------------------ derived values

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from canary import alerts, forwarding, metrics, retention
+from canary import alerts, confirm, forwarding, metrics, retention
 from canary.config import Settings
 from canary.models import utcnow
 from canary.store import Store
@@ -73,8 +74,45 @@ async def purge_job(settings: Settings, store: Store, now: datetime | None = Non
     return count
 
 
+async def confirm_job(
+    settings: Settings,
+    store: Store,
+    *,
+    resolve: confirm.Resolver = confirm.system_resolver,
+    allow_private: bool = False,
+    allowed_ports: Sequence[int] | None = confirm.DEFAULT_PORTS,
+    timeout: float = confirm.DEFAULT_TIMEOUT,
+) -> int:
+    """Fetch pending confirmation links of opted-in studies; returns the attempts made.
+
+    The fetches are blocking HTTP requests, so the whole run happens in a worker thread;
+    SMTP and the dashboard on the loop keep answering meanwhile. The keyword arguments
+    exist for tests on 127.0.0.1 only: the scheduler always uses the safe defaults.
+    """
+
+    def fetch() -> list[tuple[str, int | None]]:
+        with store.session() as session:
+            attempts = confirm.run_confirmations(
+                session,
+                resolve=resolve,
+                allow_private=allow_private,
+                allowed_ports=allowed_ports,
+                timeout=timeout,
+            )
+            return [(a.outcome, a.status_code) for a in attempts]
+
+    outcomes = await asyncio.to_thread(fetch)
+    if outcomes:
+        fetched = sum(1 for outcome, _ in outcomes if outcome == "fetched")
+        log.info("confirmation links: %d attempted, %d fetched", len(outcomes), fetched)
+    return len(outcomes)
+
+
 def build_scheduler(settings: Settings, store: Store) -> AsyncIOScheduler:
-    """An unstarted scheduler with the outbox, digest and retention jobs (times in UTC).
+    """An unstarted scheduler with the outbox, digest, retention and confirmation jobs.
+
+    Times are in UTC; the confirmation job runs every ``settings.confirm_interval``
+    seconds.
 
     More jobs (campaign detection, re-claiming) can be added with ``add_job`` before
     ``start()``.
@@ -111,5 +149,12 @@ def build_scheduler(settings: Settings, store: Store) -> AsyncIOScheduler:
         args=args,
         id="retention",
         name="retention purge",
+    )
+    scheduler.add_job(
+        confirm_job,
+        IntervalTrigger(seconds=settings.confirm_interval),
+        args=args,
+        id="confirm",
+        name="study confirmation links",
     )
     return scheduler
