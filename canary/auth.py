@@ -8,7 +8,8 @@ are short, and pyspf/dkimpy do not cover them).
 
 DNS reaches the libraries only through our resolver: see :mod:`canary.dkimverify`
 (keys fetched first, handed to dkimpy) and :mod:`canary.spfcheck` (pyspf's lookup hook
-answered from a worker thread through :class:`~canary.dns.BlockingResolver`).
+answered from records fetched through the resolver beforehand). Nothing here starts a
+thread: with a warm cache the whole check runs on the event loop.
 
 Sender organisation (DESIGN.md, "Verdicts"): the registrable domain of the strongest
 authenticated identifier, preferring one aligned with From. In order: a passing DKIM
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 
 from canary import dmarc
 from canary.dkimverify import DkimResult, verify_dkim
-from canary.dns import BlockingResolver, DnsTemporaryError, Resolver
+from canary.dns import DnsTemporaryError, Resolver
 from canary.evidence_items import Evidence, details
 from canary.orgs import domain_of, registrable_domain
 from canary.spfcheck import SpfResult, check_spf
@@ -132,7 +133,7 @@ async def authenticate(
     ``mail_from`` is the envelope sender ("" for a bounce); ``peer_ip`` the connecting
     address. Never raises for DNS trouble: see ``temporary_error``.
     """
-    blocking = BlockingResolver(resolver, asyncio.get_running_loop())
+    spf_errors: list[str] = []
     from_address = _from_address(raw)
     from_domain = domain_of(from_address)
     mail_from_domain = domain_of(mail_from)
@@ -140,9 +141,9 @@ async def authenticate(
     ip = _valid_ip(peer_ip)
 
     dkim_task = verify_dkim(raw, resolver)
-    spf_task = check_spf(blocking, ip, mail_from, helo, "mailfrom", mail_from_domain)
+    spf_task = check_spf(resolver, ip, mail_from, helo, "mailfrom", mail_from_domain, spf_errors)
     helo_task = (
-        check_spf(blocking, ip, f"postmaster@{helo_domain}", helo, "helo", helo_domain)
+        check_spf(resolver, ip, f"postmaster@{helo_domain}", helo, "helo", helo_domain, spf_errors)
         if helo_domain
         else _nothing()
     )
@@ -179,7 +180,7 @@ async def authenticate(
         candidates.append((spf_identity.domain, "spf", False))
     sender = next(((d, m, a) for d, m, a in candidates if registrable_domain(d)), None)
 
-    errors = tuple(dkim_errors + blocking.temporary_errors + dmarc_err + rdns_errors)
+    errors = tuple(dkim_errors + spf_errors + dmarc_err + rdns_errors)
     temporary = bool(errors) or any(
         r is not None and r.result == "temperror" for r in (spf_mf, spf_helo)
     )
