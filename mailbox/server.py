@@ -16,6 +16,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP
 from canary.mailbox.intake import Intake
 from canary.mailbox.smtp import RELAY_DENIED, CanaryHandler
+from canary.mailbox.subdomains import ClaimedSubdomains
 
 from canary.config import Settings
 
@@ -45,18 +46,34 @@ class CanarySMTP(SMTP):
         super().__init__(*args, **kwargs)
         self._owner = owner
         self._counted = False
+        self._refused = False
+        self._peer_ip = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if not self._counted:  # called again after STARTTLS for the same session
+            self._peer_ip = _peer_ip(transport)
+            if not self._owner.admit(self._peer_ip):
+                # Refused before aiosmtpd sets anything up: no greeting, no handler task.
+                self._refused = True
+                assert isinstance(transport, asyncio.WriteTransport)
+                transport.write(TOO_BUSY)
+                transport.close()
+                return
             self._counted = True
-            self._owner.sessions += 1
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:
+            return
         if self._counted:
             self._counted = False
-            self._owner.sessions -= 1
+            self._owner.release(self._peer_ip)
         super().connection_lost(error)
+
+    def eof_received(self) -> bool | None:
+        if self._refused:
+            return False
+        return super().eof_received()
 
     # Real-world senders (and the spam we want as evidence) exceed the 1000-octet line
     # limit of RFC 5321; a larger buffer keeps them instead of answering 500.
@@ -73,6 +90,8 @@ class CanarySMTP(SMTP):
         timestamp here is cheaper than re-arming a timer for every chunk; the timer
         callback checks it.
         """
+        if self._refused:
+            return  # bytes a refused client sent before the close took effect
         self._last_data = self.loop.time()
         super().data_received(data)
 
@@ -108,38 +127,60 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-# Concurrent sessions; past this a new connection is told 421 and closed, so a flood
-# of idle connections cannot exhaust memory or file descriptors.
-MAX_SESSIONS = 1000
+# The reply to a connection over either connection cap (RFC 5321 section 3.8 lets a
+# server answer 421 instead of the greeting). A flood of idle connections, from one
+# address or from many, then cannot exhaust memory or file descriptors, and one
+# address cannot take every slot from the others.
+TOO_BUSY = b"421 4.7.0 Too many connections, try again later\r\n"
 
 
-class _TooBusy(asyncio.Protocol):
-    """Answers one connection over the session limit with 421 and closes it."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(b"421 4.7.0 Too many connections, try again later\r\n")
-        transport.close()
+def _peer_ip(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    return str(peer[0]) if isinstance(peer, tuple) and peer else ""
 
 
 class SmtpServer:
     """A running (or ready to run) SMTP listener for the canary domains."""
 
-    def __init__(
-        self, settings: Settings, intake: Intake, max_sessions: int = MAX_SESSIONS
-    ) -> None:
+    def __init__(self, settings: Settings, intake: Intake) -> None:
         self.settings = settings
         self.intake = intake
-        self.max_sessions = max_sessions
+        self.max_sessions = settings.smtp_max_connections
+        self.max_sessions_per_ip = settings.smtp_max_connections_per_ip
         self.sessions = 0
-        self.handler = CanaryHandler(settings.domains, intake, settings.smtp_max_recipients)
+        self.sessions_by_ip: dict[str, int] = {}
+        self.handler = CanaryHandler(
+            settings.domains,
+            intake,
+            settings.smtp_max_recipients,
+            ClaimedSubdomains(intake.engine, settings.domains),
+        )
         self.hostname = settings.smtp_hostname or socket.getfqdn()
         self.tls = tls_context(settings)
         self._server: asyncio.base_events.Server | None = None
 
+    def admit(self, ip: str) -> bool:
+        """Count a new session from ``ip``; False (and nothing counted) over either cap."""
+        held = self.sessions_by_ip.get(ip, 0)
+        if self.sessions >= self.max_sessions or held >= self.max_sessions_per_ip:
+            log.debug(
+                "connection from %s refused: %d open from it, %d in all", ip, held, self.sessions
+            )
+            return False
+        self.sessions += 1
+        self.sessions_by_ip[ip] = held + 1
+        return True
+
+    def release(self, ip: str) -> None:
+        """Forget one ended session from ``ip``."""
+        self.sessions -= 1
+        held = self.sessions_by_ip.get(ip, 0) - 1
+        if held > 0:
+            self.sessions_by_ip[ip] = held
+        else:
+            self.sessions_by_ip.pop(ip, None)
+
     def _protocol(self) -> asyncio.Protocol:
-        if self.sessions >= self.max_sessions:
-            return _TooBusy()
         return CanarySMTP(
             self,
             self.handler,
@@ -191,10 +232,8 @@ class SmtpServer:
             self._server = None
 
 
-def create_smtp_server(
-    settings: Settings, intake: Intake, *, max_sessions: int = MAX_SESSIONS
-) -> SmtpServer:
+def create_smtp_server(settings: Settings, intake: Intake) -> SmtpServer:
     """The application factory: an SMTP server for ``settings.domains`` writing to ``intake``."""
     if not settings.domains:
         log.warning("no canary domains configured: every recipient will be refused")
-    return SmtpServer(settings, intake, max_sessions=max_sessions)
+    return SmtpServer(settings, intake)

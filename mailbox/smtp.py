@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from canary.mailbox.intake import IncomingMessage, Intake, delivery_kind
+from canary.mailbox.subdomains import ClaimedSubdomains
 
 from canary import metrics
 
@@ -22,6 +23,7 @@ _RELAY_TRICKS = ("%", "!", "@", '"', "\\")
 
 RELAY_DENIED = "550 5.7.1 Relaying denied: not a canary domain"
 TEMP_FAILURE = "451 4.3.0 Temporary failure storing the message, try again later"
+TEMP_RECIPIENT_FAILURE = "451 4.3.0 Temporary failure checking the recipient, try again later"
 
 
 def recipient_domain(address: str) -> str:
@@ -33,22 +35,53 @@ def recipient_domain(address: str) -> str:
     return address.rpartition("@")[2].strip().rstrip(".").lower()
 
 
+def ascii_domain(domain: str) -> str | None:
+    """``domain`` in the ASCII (A-label) form the canary domains are configured in.
+
+    Only ASCII is lower-cased: ``str.lower`` also maps lookalikes such as the Kelvin
+    sign to ``k``. A non-ASCII name counts only when IDNA turns it into real A-labels
+    (``xn--``); a name that IDNA merely maps onto ASCII (full-width letters, the
+    ideographic full stop) is a lookalike and never one of ours. None when not a name.
+    """
+    if domain.isascii():
+        return domain.lower()
+    try:
+        encoded = domain.encode("idna").decode("ascii").lower()
+    except (UnicodeError, ValueError):
+        return None
+    if not any(label.startswith("xn--") for label in encoded.split(".")):
+        return None
+    return encoded
+
+
 class CanaryHandler:
     """aiosmtpd handler: accepts recipients on the canary domains and stores each message."""
 
-    def __init__(self, domains: Iterable[str], intake: Intake, max_recipients: int) -> None:
+    def __init__(
+        self,
+        domains: Iterable[str],
+        intake: Intake,
+        max_recipients: int,
+        subdomains: ClaimedSubdomains | None = None,
+    ) -> None:
         self.domains = frozenset(d.lower().rstrip(".") for d in domains)
         self.intake = intake
         self.max_recipients = max_recipients
+        self.subdomains = subdomains
 
-    def check_recipient(self, address: str) -> str | None:
-        """The rejection reply for ``address``, or None when it may be a recipient."""
+    def check_recipient(self, address: str, claimed: frozenset[str] = frozenset()) -> str | None:
+        """The rejection reply for ``address``, or None when it may be a recipient.
+
+        ``claimed`` holds catch-all subdomains accepted besides the canary domains.
+        """
         local, at, _ = address.rpartition("@")
         if address.lower() == "postmaster":
             return None  # RFC 5321 section 4.1.1.3: <Postmaster> without a domain is ours
         if not at or not local:
             return "553 5.1.3 Recipient address must be local-part@domain"
-        if recipient_domain(address) not in self.domains:
+        # Not recipient_domain(): its str.lower() would already have mapped lookalikes.
+        domain = ascii_domain(address.rpartition("@")[2].strip().rstrip("."))
+        if domain not in self.domains and domain not in claimed:
             return RELAY_DENIED
         if any(c in local for c in _RELAY_TRICKS):
             # Accepting user%other@canary would invite relay attempts even though
@@ -73,6 +106,13 @@ class CanaryHandler:
         if "\x00" in address:
             return "501 5.5.2 NUL byte in address"
         rejection = self.check_recipient(address)
+        if rejection == RELAY_DENIED and self.subdomains is not None:
+            domain = recipient_domain(address)
+            claimed = await self.subdomains.holds(domain)
+            if claimed is None:
+                return TEMP_RECIPIENT_FAILURE
+            if claimed:
+                rejection = self.check_recipient(address, frozenset({domain}))
         if rejection is not None:
             log.info("relay attempt from %s to %r refused", _peer_ip(session), address)
             metrics.inc("smtp_recipients_rejected_total", reason="relay")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 import ssl
-import subprocess
 from pathlib import Path
 
 import aiosmtplib
@@ -21,23 +19,10 @@ from tests.support.smtp import CORPUS, RunningServer, send_message, start_server
 SPAMSCOPE = CORPUS / "spamscope"
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl command not available to make a test certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
-        + ["-subj", "/CN=mx.canary.test", "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
-
-
 async def test_starttls_when_a_certificate_is_configured(
-    store: Store, settings: Settings, tmp_path: Path
+    store: Store, settings: Settings, tls_cert: tuple[Path, Path]
 ) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = tls_cert
     running = await start_server(store, settings, smtp_tls_cert=cert, smtp_tls_key=key)
     try:
         context = ssl.create_default_context(cafile=str(cert))
