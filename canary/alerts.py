@@ -28,6 +28,7 @@ from canary.alert_payload import (
     digest_payload,
     render_email,
 )
+from canary.assessment import IncidentEvent
 from canary.config import Settings
 from canary.confirm import Resolver, system_resolver
 from canary.errors import InvalidInput, NotFound
@@ -149,6 +150,15 @@ def recent_subjects(session: Session, incident: Incident, limit: int = MAX_SUBJE
         .limit(limit)
     )
     return [" ".join(s.split())[:200] for s in rows if s]
+
+
+def alert_on_incident(session: Session, event: IncidentEvent) -> None:
+    """Queue alerts for an incident that opened, re-opened or grew (an incident hook of
+    the analysis worker and of re-evaluation)."""
+    incident = session.get(Incident, event.incident_id)
+    if incident is not None:
+        # A re-opened incident is news to its owner, like a new one.
+        queue_incident_alert(session, incident, "grew" if event.event == "grew" else "opened")
 
 
 def queue_incident_alert(session: Session, incident: Incident, event: str) -> list[Alert]:

@@ -14,7 +14,7 @@ supersedes it, and the new finding records what changed (``Finding.changes``).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,7 +29,15 @@ from canary.campaigns import (
     detect_campaigns,
 )
 from canary.evidence_items import Evidence
-from canary.incidents import FindingRecord, IncidentState, compare, incident_kind, rebuild, roll_up
+from canary.incidents import (
+    FindingRecord,
+    IncidentState,
+    compare,
+    incident_kind,
+    news,
+    rebuild,
+    roll_up,
+)
 from canary.models import Delivery, Finding, Identity, Incident, Message, Source, as_utc, utcnow
 from canary.signals import Signals
 from canary.sources import authorised_domains
@@ -42,6 +50,10 @@ class IncidentEvent:
 
     incident_id: int
     event: str  # opened | grew | reopened
+
+
+IncidentHook = Callable[[Session, IncidentEvent], None]
+"""Told, inside the transaction, of each incident that opened, re-opened or grew."""
 
 
 # ---------------------------------------------------------------------- JSON forms
@@ -240,17 +252,15 @@ def roll_into_incident(
     session.add(incident)
     session.flush()
     assert incident.id is not None
-    if before is None:
-        return IncidentEvent(incident.id, "opened")
-    if before.status == "dismissed" and after.status == "open":
-        return IncidentEvent(incident.id, "reopened")
-    if set(after.organisations) != set(before.organisations):
-        return IncidentEvent(incident.id, "grew")
-    return None
+    event = news(before, after)
+    return IncidentEvent(incident.id, event) if event else None
 
 
-def rebuild_incidents(session: Session, source_id: int, now: datetime | None = None) -> None:
-    """Recompute a source's incidents from its current findings, keeping user statuses.
+def rebuild_incidents(
+    session: Session, source_id: int, now: datetime | None = None
+) -> list[IncidentEvent]:
+    """Recompute a source's incidents from its current findings, keeping user statuses;
+    returns the incidents that opened, re-opened or grew.
 
     Incidents that no longer have any finding (the user authorised the sender, say) are
     removed; the superseded findings keep the history.
@@ -267,26 +277,34 @@ def rebuild_incidents(session: Session, source_id: int, now: datetime | None = N
     }
     built = rebuild(source_id, records, {k: _state(i) for k, i in existing.items()})
     owner_id = session.get(Source, source_id).owner_id  # type: ignore[union-attr]
+    changed: list[tuple[Incident, str]] = []
     for kind, state in built.items():
-        incident = existing.pop(kind, None) or Incident(
-            owner_id=owner_id, source_id=source_id, kind=kind
-        )
+        old = existing.pop(kind, None)
+        incident = old or Incident(owner_id=owner_id, source_id=source_id, kind=kind)
+        event = news(_state(old) if old else None, state)
         _apply(incident, state, now)
         session.add(incident)
+        if event:
+            changed.append((incident, event))
     for emptied in existing.values():
         session.delete(emptied)
     session.flush()
+    return [IncidentEvent(i.id, event) for i, event in changed if i.id is not None]
 
 
 # ---------------------------------------------------------------------- re-evaluation
 
 
 def reevaluate_deliveries(
-    session: Session, delivery_ids: Iterable[int], now: datetime | None = None
+    session: Session,
+    delivery_ids: Iterable[int],
+    now: datetime | None = None,
+    on_incident: IncidentHook | None = None,
 ) -> int:
     """Decide the given deliveries again from their stored facts; return how many changed.
 
-    The incidents of every source whose findings changed are rebuilt.
+    The incidents of every source whose findings changed are rebuilt, and
+    ``on_incident`` hears of each that opened, re-opened or grew (the alert queue).
     """
     now = now or utcnow()
     changed = 0
@@ -310,7 +328,9 @@ def reevaluate_deliveries(
                 if delivery.source_id is not None:
                     sources.add(delivery.source_id)
     for source_id in sorted(sources):
-        rebuild_incidents(session, source_id, now)
+        for event in rebuild_incidents(session, source_id, now):
+            if on_incident is not None:
+                on_incident(session, event)
     return changed
 
 
@@ -336,6 +356,7 @@ def apply_campaigns(
     now: datetime | None = None,
     window: timedelta = DEFAULT_WINDOW,
     min_sources: int = DEFAULT_MIN_SOURCES,
+    on_incident: IncidentHook | None = None,
 ) -> int:
     """Find cross-source campaigns among recent deliveries and re-decide those they touch.
 
@@ -384,5 +405,5 @@ def apply_campaigns(
             touched.append(delivery_id)
     session.flush()
     if touched:
-        reevaluate_deliveries(session, touched, now)
+        reevaluate_deliveries(session, touched, now, on_incident)
     return len(touched)

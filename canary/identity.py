@@ -93,7 +93,10 @@ def unique_aliases(
 
 def owner_name_index(session: Session, owner: User) -> NameIndex:
     """Every tagged name the owner already has, for the distance check."""
-    keys = session.exec(select(Identity.name_key).where(Identity.owner_id == owner.id))
+    # Catch-all identities have no tagged name (an empty key), so nothing to keep apart.
+    keys = session.exec(
+        select(Identity.name_key).where(Identity.owner_id == owner.id, Identity.name_key != "")
+    )
     return NameIndex(keys)
 
 

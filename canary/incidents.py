@@ -145,6 +145,21 @@ def rebuild(
     return built
 
 
+def news(before: IncidentState | None, after: IncidentState) -> str | None:
+    """What changed for the incident's owner: ``opened``, ``reopened``, ``grew`` or None.
+
+    A new organisation is news; another message from one already listed is not, so
+    a burst of mail from one broker alerts once.
+    """
+    if before is None:
+        return "opened"
+    if before.status == "dismissed" and after.status == "open":
+        return "reopened"
+    if set(after.organisations) - set(before.organisations):
+        return "grew"
+    return None
+
+
 def compare(current: FindingRecord | None, draft: FindingDraft) -> Comparison:
     """Does ``draft`` supersede the stored finding? Changes are listed for the history.
 

@@ -20,7 +20,8 @@ from sqlmodel import Session, col, select
 from canary.models import Identity, IssuanceRecord, Source, utcnow
 
 GENESIS = "0" * 64
-EVENTS = ("issued", "given", "retired")
+# moved: the identity now belongs to another source (sources merged).
+EVENTS = ("issued", "given", "retired", "moved")
 
 
 def record_hash(prev_hash: str, event: str, payload: dict[str, Any], created_at: datetime) -> str:

@@ -87,7 +87,8 @@ class AuthorisedSender(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     source_id: int = Field(foreign_key="source.id", index=True)
     domain: str = Field(max_length=253, index=True)
-    # own: the source's own domain; provider: its email service; acquirer: a new owner.
+    # own: the source's own domain; provider: its email service; acquirer: a new owner;
+    # first_use: the first authenticated sender to a catch-all alias (canary.catchall).
     reason: str = Field(default="own", max_length=16)
     added_at: datetime = Field(default_factory=utcnow)
 
@@ -113,6 +114,18 @@ class Identity(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     given_at: datetime | None = None
     retired_at: datetime | None = None
+
+
+class CatchAllDomain(SQLModel, table=True):
+    """A subdomain of a canary domain owned by one user: any local part there becomes an
+    identity on first use (see :mod:`canary.catchall`)."""
+
+    __tablename__ = "catchall_domain"
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_id: int = Field(foreign_key="user_account.id", index=True)
+    domain: str = Field(unique=True, max_length=253)
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class IssuanceRecord(SQLModel, table=True):

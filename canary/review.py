@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from canary import sources
 from canary.errors import InvalidInput, NotFound
@@ -74,3 +74,29 @@ def authorise_sender(
     if record.domain not in before and on_change is not None:
         on_change(session, source)
     return record
+
+
+def revoke_sender(
+    session: Session,
+    owner: User,
+    source_id: int | str,
+    domain: str,
+    on_change: SourceChanged | None = None,
+) -> Source:
+    """Stop allowing ``domain`` to mail one of ``owner``'s sources (a wrong first-use
+    guess of a catch-all source, an acquirer that was not one); NotFound if it was not
+    allowed."""
+    source = sources.get_source(session, owner, source_id)
+    domain = sources.sender_domain(domain)
+    record = session.exec(
+        select(AuthorisedSender).where(
+            AuthorisedSender.source_id == source.id, AuthorisedSender.domain == domain
+        )
+    ).first()
+    if record is None:
+        raise NotFound(f"{domain} is not an authorised sender of {source.name!r}")
+    session.delete(record)
+    session.flush()
+    if on_change is not None:
+        on_change(session, source)
+    return source

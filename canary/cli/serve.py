@@ -106,11 +106,13 @@ CAMPAIGN_INTERVAL_SECONDS = 300
 
 async def campaign_job(store: Store) -> int:
     """Scheduled: find cross-source campaigns and re-decide the deliveries they touch."""
+    from canary.alerts import alert_on_incident
     from canary.assessment import apply_campaigns
 
     def run() -> int:
         with store.session() as session:
-            return apply_campaigns(session)
+            # A campaign can turn shared findings into a breach: that is news to alert.
+            return apply_campaigns(session, on_incident=alert_on_incident)
 
     return await asyncio.to_thread(run)
 

@@ -26,6 +26,7 @@ from dnslib.server import DNSError, DNSHandler, DNSServer
 
 from canary.config import Settings
 
+SPF_LOOPBACK = "v=spf1 ip4:127.0.0.0/8 -all"
 MODES = ("normal", "silent", "servfail", "refused", "garbage")
 
 
@@ -144,6 +145,10 @@ class TestDnsServer:
     def txt(self, name: str, text: str, ttl: int = 300) -> None:
         """Add a TXT record."""
         self.add(name, "TXT", text, ttl)
+
+    def spf_pass_from_loopback(self, domain: str) -> None:
+        """Publish SPF for ``domain`` that passes mail sent from 127.0.0.0/8 (the tests)."""
+        self.txt(domain, SPF_LOOPBACK)
 
     def ptr(self, ip: str, host: str, ttl: int = 300) -> None:
         """Add the reverse record of an IP address."""
