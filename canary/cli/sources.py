@@ -1,4 +1,4 @@
-"""``canary source add|list|allow``."""
+"""``canary source add|list|allow|disallow|rename|merge``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import argparse
 from canary.assessment import reevaluate_after_correction
 from canary.cli.context import CliContext, add_json_flag, add_user_flag
 from canary.models import Source
-from canary.review import authorise_sender
+from canary.review import authorise_sender, revoke_sender
+from canary.source_merge import merge_sources, rename_source
 from canary.sources import (
     SENDER_REASONS,
     add_source,
@@ -77,6 +78,38 @@ def cmd_allow(ctx: CliContext) -> None:
     ctx.emit(data, lambda: print(f"{domain} may now mail {data['name']!r}'s identities"))
 
 
+def cmd_disallow(ctx: CliContext) -> None:
+    with ctx.store.session() as session:
+        owner = ctx.user(session)
+        source = revoke_sender(
+            session,
+            owner,
+            ctx.args.source,
+            ctx.args.domain,
+            on_change=reevaluate_after_correction,
+        )
+        data = source_dict(source, authorised_domains(session, source))
+    ctx.emit(data, lambda: print(f"{ctx.args.domain} no longer authorised for {data['name']!r}"))
+
+
+def cmd_rename(ctx: CliContext) -> None:
+    with ctx.store.session() as session:
+        owner = ctx.user(session)
+        source = rename_source(session, owner, ctx.args.source, ctx.args.name)
+        data = source_dict(source, authorised_domains(session, source))
+    ctx.emit(data, lambda: print(f"source {data['id']} is now {data['name']!r}"))
+
+
+def cmd_merge(ctx: CliContext) -> None:
+    with ctx.store.session() as session:
+        owner = ctx.user(session)
+        source = merge_sources(
+            session, owner, ctx.args.source, ctx.args.into, on_change=reevaluate_after_correction
+        )
+        data = source_dict(source, authorised_domains(session, source))
+    ctx.emit(data, lambda: print(f"{ctx.args.source!r} merged into {data['name']!r}"))
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     source = subparsers.add_parser("source", help="manage sources (who received identities)")
     commands = source.add_subparsers(dest="source_command", metavar="ACTION")
@@ -104,3 +137,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_user_flag(allow)
     add_json_flag(allow)
     allow.set_defaults(handler=cmd_allow)
+
+    disallow = commands.add_parser("disallow", help="stop authorising a sender domain")
+    disallow.add_argument("source", help="source name or id")
+    disallow.add_argument("domain", help="the authorised domain to remove")
+    disallow.set_defaults(handler=cmd_disallow)
+
+    rename = commands.add_parser("rename", help="give a source a new name")
+    rename.add_argument("source", help="source name or id")
+    rename.add_argument("name", help="the new name")
+    rename.set_defaults(handler=cmd_rename)
+
+    merge = commands.add_parser(
+        "merge", help="fold a source into another (identities, mail, findings, senders)"
+    )
+    merge.add_argument("source", help="the source to fold in and delete (name or id)")
+    merge.add_argument("into", help="the source that remains (name or id)")
+    merge.set_defaults(handler=cmd_merge)
+    for parser in (disallow, rename, merge):
+        add_user_flag(parser)
+        add_json_flag(parser)

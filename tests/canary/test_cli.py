@@ -125,3 +125,28 @@ def test_db_upgrade_reports_what_it_did(canary: Run) -> None:
     assert again["from"] == again["to"] == first["to"]
     status = ok_json(canary("db", "status", "--json"))
     assert status["up_to_date"] is True
+
+
+def test_catch_all_subdomains_and_tidying_sources_from_the_command_line(canary: Run) -> None:
+    claim = ok_json(canary("catchall", "claim", "Alice.canary.test", "--json"))
+    assert claim["domain"] == "alice.canary.test"
+    assert [c["domain"] for c in ok_json(canary("catchall", "list", "--json"))] == [
+        "alice.canary.test"
+    ]
+    refused = canary("catchall", "claim", "alice.other.test")
+    assert refused.returncode != 0 and "under a canary domain" in refused.stderr
+
+    ok_json(canary("source", "add", "shopx", "--domain", "shopx.test", "--json"))
+    ok_json(canary("source", "add", "shopx2", "--domain", "shopx.test", "--json"))
+    merged = ok_json(canary("source", "merge", "shopx2", "shopx", "--json"))
+    assert merged["name"] == "shopx" and merged["authorised_senders"] == ["shopx.test"]
+    renamed = ok_json(canary("source", "rename", "shopx", "Shop X", "--json"))
+    assert renamed["slug"] == "shop-x"
+    cleared = ok_json(canary("source", "disallow", "Shop X", "shopx.test", "--json"))
+    assert cleared["authorised_senders"] == []
+    missing = canary("source", "disallow", "Shop X", "shopx.test")
+    assert missing.returncode != 0 and "not an authorised sender" in missing.stderr
+
+    released = canary("catchall", "release", "alice.canary.test")
+    assert released.returncode == 0 and "released" in released.stdout
+    assert ok_json(canary("catchall", "list", "--json")) == []
