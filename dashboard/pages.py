@@ -10,20 +10,21 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from canary.dashboard import account, keys, mailpages
+from canary.dashboard import account, catchallpages, keys, mailpages
 from canary.dashboard.auth import current_user
 from canary.dashboard.charts import bar_chart
 from canary.dashboard.db import run
 from canary.dashboard.serialize import identity_request, path_id, pick_or_create_source
 from canary.dashboard.templating import render
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from canary import inbox, review
 from canary import sources as source_service
-from canary.errors import CanaryError
+from canary.errors import CanaryError, InvalidInput
 from canary.identity import create_identities, find_identity, list_identities, retire_identity
-from canary.models import Source
+from canary.models import AuthorisedSender, Source
 from canary.overview import leaks_per_week, recent_findings, source_statuses
+from canary.source_merge import merge_sources, rename_source
 from canary.trace import trace
 
 
@@ -130,11 +131,18 @@ async def source_page(request: web.Request) -> web.Response:
         organisations = inbox.source_organisations(session, source)
         for org in organisations:
             org["authorised"] = org["organisation"] in authorised
+        senders = session.exec(
+            select(AuthorisedSender)
+            .where(AuthorisedSender.source_id == source.id)
+            .order_by(AuthorisedSender.domain)
+        ).all()
         return {
             "source": source,
             "status": status,
             "identities": list_identities(session, user, source, limit=200),
             "authorised": authorised,
+            "senders": senders,
+            "others": [s for s in source_service.list_sources(session, user) if s.id != source.id],
             "organisations": organisations,
             "findings": inbox.list_findings(session, user, source_id=source.id, limit=50).items,
             "incidents": inbox.list_incidents(session, user, source_id=source.id).items,
@@ -155,6 +163,40 @@ async def sender_authorise(request: web.Request) -> web.Response:
         ),
     )
     raise web.HTTPSeeOther(f"/sources/{source_id}")
+
+
+async def sender_revoke(request: web.Request) -> web.Response:
+    user = current_user(request)
+    source_id = path_id(request)
+    domain = (await request.post()).get("domain")
+    reevaluate = request.app[keys.REEVALUATE]
+    await run(
+        _store(request),
+        lambda s: review.revoke_sender(s, user, source_id, str(domain or ""), reevaluate),
+    )
+    raise web.HTTPSeeOther(f"/sources/{source_id}")
+
+
+async def source_rename(request: web.Request) -> web.Response:
+    user = current_user(request)
+    source_id = path_id(request)
+    name = str((await request.post()).get("name") or "")
+    await run(_store(request), lambda s: rename_source(s, user, source_id, name))
+    raise web.HTTPSeeOther(f"/sources/{source_id}")
+
+
+async def source_merge(request: web.Request) -> web.Response:
+    user = current_user(request)
+    source_id = path_id(request)
+    into = str((await request.post()).get("into") or "")
+    if not into.isdigit():
+        raise InvalidInput("choose the source to merge into")
+    reevaluate = request.app[keys.REEVALUATE]
+    kept = await run(
+        _store(request),
+        lambda s: merge_sources(s, user, source_id, int(into), reevaluate),
+    )
+    raise web.HTTPSeeOther(f"/sources/{kept.id}")
 
 
 async def incident_action(request: web.Request) -> web.Response:
@@ -192,7 +234,11 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/identities/{id}/retire", identity_retire)
     app.router.add_get("/sources/{id}", source_page)
     app.router.add_post("/sources/{id}/senders", sender_authorise)
+    app.router.add_post("/sources/{id}/senders/remove", sender_revoke)
+    app.router.add_post("/sources/{id}/rename", source_rename)
+    app.router.add_post("/sources/{id}/merge", source_merge)
     app.router.add_post("/incidents/{id}/{action}", incident_action)
     app.router.add_get("/trace", trace_page)
     mailpages.add_routes(app)
     account.add_routes(app)
+    catchallpages.add_routes(app)
