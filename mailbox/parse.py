@@ -14,9 +14,10 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from email import policy
+from email.feedparser import BytesFeedParser
 from email.headerregistry import Address
-from email.message import EmailMessage, Message
-from email.parser import BytesHeaderParser, BytesParser
+from email.message import Message
+from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parsedate_to_datetime
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,11 @@ MAX_PARTS = 500  # leaf parts looked at
 MAX_BODY_CHARS = 256 * 1024  # of the text body and of the HTML body, each
 MAX_HEADER_CHARS = 8192  # of one header value
 MAX_HEADERS = 200  # of one name (Received, DKIM-Signature)
+MAX_OBJECTS = 2 * MAX_PARTS  # MIME parts (leaves and containers) built before parsing stops
+# Nesting at which parsing stops: the parser tests every line against the boundary of
+# every open level, so deep nesting costs depth squared; _walk reads only MAX_DEPTH.
+MAX_PARSE_DEPTH = 2 * MAX_DEPTH
+_FEED_CHUNK = 16 * 1024  # bytes fed to the parser between checks of the two caps
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,16 @@ def _clean(value: object, limit: int = MAX_HEADER_CHARS) -> str:
     return text.replace("\x00", "\ufffd")[:limit]
 
 
+# C0 controls and DEL. RFC 2047 encoded words can decode to CR, LF or NUL; a name or a
+# file name carrying them could split a header wherever it is written out again.
+_CONTROLS = str.maketrans({c: " " for c in [*range(32), 127]})
+
+
+def _one_line(value: object, limit: int = MAX_HEADER_CHARS) -> str:
+    """Like :func:`_clean`, and with control characters (CR, LF, TAB...) made spaces."""
+    return _clean(value, limit).translate(_CONTROLS)
+
+
 def _header_values(msg: Message, name: str) -> list[str]:
     """Every value of header ``name``, parsed when possible, raw text otherwise."""
     values: list[str] = []
@@ -86,6 +102,10 @@ def _header_values(msg: Message, name: str) -> list[str]:
             continue
         if len(values) >= MAX_HEADERS:
             break
+        if len(raw) > MAX_HEADER_CHARS:
+            # The header parser takes seconds on a folded megabyte; only the start is kept.
+            values.append(_clean(raw))
+            continue
         try:
             # One value at a time, so one broken header does not hide the others.
             values.append(_clean(msg.policy.header_fetch_parse(key, raw)))
@@ -96,25 +116,32 @@ def _header_values(msg: Message, name: str) -> list[str]:
 
 def _first(msg: Message, name: str) -> str | None:
     values = _header_values(msg, name)
-    return " ".join(values[0].split()) if values else None
+    return " ".join(values[0].translate(_CONTROLS).split()) if values else None
 
 
 def _addresses(msg: Message, name: str) -> tuple[tuple[str, str], ...]:
     out: list[tuple[str, str]] = []
+    wanted = name.lower()
+    first_raw = next((v for k, v in msg.raw_items() if k.lower() == wanted), "")  # type: ignore[attr-defined]
     try:
-        header = msg[name]
+        # Ten thousand addresses take the modern parser seconds: huge ones use the fallback.
+        header = msg[name] if len(first_raw) <= MAX_HEADER_CHARS else None
         if header is not None and hasattr(header, "addresses"):
             for address in header.addresses:
                 assert isinstance(address, Address)
-                out.append((_clean(address.display_name), _clean(address.addr_spec)))
+                out.append((_one_line(address.display_name), _one_line(address.addr_spec)))
             return tuple(out)
     except Exception:
         pass
     # Fallback for headers the modern parser refuses: the compat32 splitter on raw text.
     values = _header_values(msg, name)
-    for display, address in getaddresses(values):
+    try:
+        pairs = getaddresses(values)
+    except (Exception, RecursionError):  # nested comments recurse once per "("
+        return ()
+    for display, address in pairs:
         if display or address:
-            out.append((_clean(display), _clean(address)))
+            out.append((_one_line(display), _one_line(address)))
     return tuple(out)
 
 
@@ -141,7 +168,7 @@ def _decoded_text(part: Message) -> str:
     charset = part.get_content_charset() or "utf-8"
     try:
         return payload.decode(charset, "replace")
-    except LookupError:  # an unknown charset name
+    except (LookupError, ValueError):  # an unknown charset, or a codec without "replace"
         return payload.decode("utf-8", "replace")
 
 
@@ -154,6 +181,37 @@ def _is_attachment(part: Message) -> bool:
     except Exception:
         has_name = False
     return has_name or part.get_content_maintype() not in ("text", "multipart", "message")
+
+
+def _structure(raw: bytes) -> tuple[Message, bool]:
+    """The MIME tree of ``raw``, and whether building it stopped at :data:`MAX_OBJECTS`.
+
+    The tree is built with the ``compat32`` policy, which is an order of magnitude faster
+    than ``policy.default`` (whose header objects cost about a millisecond per part).
+    The parser is fed in chunks and stopped once it has made more parts than are ever
+    read, so thousands of parts or deep nesting cost a bounded amount of work; what it
+    has read so far is kept.
+    """
+    made = 0
+    deepest = 0
+    parsers: list[BytesFeedParser] = []
+
+    def factory(**kwargs: object) -> Message:
+        nonlocal made, deepest
+        if parsers:  # not the parser's own trial call while it is being made
+            made += 1
+            # The parser's stack of open parts (private, but stable since Python 2).
+            deepest = max(deepest, len(getattr(parsers[0], "_msgstack", ())))
+        return Message(**kwargs)  # type: ignore[arg-type]
+
+    parser = BytesFeedParser(factory, policy=policy.compat32)
+    parsers.append(parser)
+    view = memoryview(raw)
+    for start in range(0, len(raw), _FEED_CHUNK):
+        parser.feed(bytes(view[start : start + _FEED_CHUNK]))
+        if made > MAX_OBJECTS or deepest > MAX_PARSE_DEPTH:
+            return parser.close(), True
+    return parser.close(), False
 
 
 def _walk(msg: Message) -> tuple[list[Message], bool]:
@@ -178,31 +236,37 @@ def _walk(msg: Message) -> tuple[list[Message], bool]:
     return leaves, truncated
 
 
-def _bodies(msg: Message) -> tuple[str, str, tuple[Attachment, ...], bool]:
+def _attachment(part: Message) -> tuple[Attachment, bytes]:
+    """An attached part's description and its decoded bytes (empty when undecodable)."""
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception:
+        payload = None
+    data = payload if isinstance(payload, bytes) else b""
+    try:
+        filename = part.get_filename()
+    except Exception:
+        filename = None
+    attachment = Attachment(
+        filename=_one_line(filename, 255) if filename else None,
+        content_type=_clean(part.get_content_type(), 255),
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+    return attachment, data
+
+
+def _bodies(raw: bytes) -> tuple[str, str, tuple[Attachment, ...], bool, tuple[str, ...]]:
+    msg, stopped = _structure(raw)
     leaves, truncated = _walk(msg)
+    truncated = truncated or stopped
     text: list[str] = []
     html: list[str] = []
     attachments: list[Attachment] = []
     for part in leaves:
         content_type = _clean(part.get_content_type(), 255)
         if _is_attachment(part):
-            try:
-                payload = part.get_payload(decode=True)
-            except Exception:
-                payload = None
-            data = payload if isinstance(payload, bytes) else b""
-            try:
-                filename = part.get_filename()
-            except Exception:
-                filename = None
-            attachments.append(
-                Attachment(
-                    filename=_clean(filename, 255) if filename else None,
-                    content_type=content_type,
-                    size=len(data),
-                    sha256=hashlib.sha256(data).hexdigest(),
-                )
-            )
+            attachments.append(_attachment(part)[0])
         elif content_type == "text/html":
             html.append(_decoded_text(part))
         elif part.get_content_maintype() == "text":
@@ -211,7 +275,13 @@ def _bodies(msg: Message) -> tuple[str, str, tuple[Attachment, ...], bool]:
     html_body = _clean("\n".join(html), MAX_BODY_CHARS + 1)
     if len(text_body) > MAX_BODY_CHARS or len(html_body) > MAX_BODY_CHARS:
         truncated = True
-    return text_body[:MAX_BODY_CHARS], html_body[:MAX_BODY_CHARS], tuple(attachments), truncated
+    return (
+        text_body[:MAX_BODY_CHARS],
+        html_body[:MAX_BODY_CHARS],
+        tuple(attachments),
+        truncated,
+        _defects(msg),
+    )
 
 
 def _headers(msg: Message) -> ParsedMessage:
@@ -246,16 +316,18 @@ def _defects(msg: Message) -> tuple[str, ...]:
 def parse_message(raw: bytes) -> ParsedMessage:
     """The facts of ``raw`` (an RFC 5322 message as received). Never raises."""
     try:
-        msg: EmailMessage = BytesParser(policy=policy.default).parsebytes(raw)  # type: ignore[assignment]
-        head = _headers(msg)
-        text, html, attachments, truncated = _bodies(msg)
+        # The top-level headers with the modern policy (decoded words, address lists),
+        # the body structure with the fast one (see _structure).
+        head_msg = BytesHeaderParser(policy=policy.default).parsebytes(raw)
+        head = _headers(head_msg)
+        text, html, attachments, truncated, defects = _bodies(raw)
         return _replace(
             head,
             text=text,
             html=html,
             attachments=attachments,
             truncated=truncated,
-            defects=_defects(msg),
+            defects=defects,
         )
     except (Exception, RecursionError) as exc:
         log.info("full parse failed (%s); trying the headers alone", exc)
@@ -271,3 +343,17 @@ def _replace(message: ParsedMessage, **changes: object) -> ParsedMessage:
     from dataclasses import replace
 
     return replace(message, **changes)  # type: ignore[arg-type]
+
+
+def attachment_content(raw: bytes, index: int) -> tuple[Attachment, bytes] | None:
+    """The ``index``-th attachment of ``raw`` (as numbered in ``parse_message(raw)``) and
+    its decoded bytes, or None when there is no such attachment. Never raises."""
+    if index < 0:
+        return None
+    try:
+        msg, _ = _structure(raw)  # the same tree parse_message numbers attachments in
+        leaves, _ = _walk(msg)
+        parts = [part for part in leaves if _is_attachment(part)]
+        return _attachment(parts[index]) if index < len(parts) else None
+    except (Exception, RecursionError):
+        return None

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from canary.mailbox.parse import parse_message
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlmodel import select
 
 from canary.attribution import (
     find_tagged,
@@ -11,11 +14,12 @@ from canary.attribution import (
     html_to_text,
     match_recipient,
 )
-from canary.models import User
+from canary.models import Identity, User
 from canary.store import Store
 from tests.support.smtp import add_identity, add_source
 
 DOMAINS = ("canary.test",)
+WHERE = {"to_name", "greeting", "body", "to_address", "body_address"}
 
 
 def test_fold_name_matches_identity_keys() -> None:
@@ -81,3 +85,52 @@ def test_names_in_html_bodies_and_from_organisation() -> None:
     parsed = parse_message(b"From: Deals <offers@mail.brokerx.co.uk>\r\n\r\nx\r\n")
     assert from_organisation(parsed) == "brokerx.co.uk"
     assert from_organisation(parse_message(b"Subject: no from\r\n\r\nx\r\n")) is None
+
+
+# ---------------------------------------------------------------------- properties
+
+_mail_text = st.one_of(
+    st.binary(max_size=3000),
+    st.builds(
+        lambda to, body: b"To: " + to + b"\r\nContent-Type: text/html\r\n\r\n" + body,
+        st.binary(max_size=300),
+        st.binary(max_size=3000),
+    ),
+    st.lists(
+        st.sampled_from(
+            ["Ilse", "Vandermeer", "Marc", "Q.", "Kollier", "aaa111@canary.test", "\u0130",
+             "<b>", "</b>", "&amp;", "\r\n", " ", "@", "canary.test", "\x00", "\ufffd"]
+        ),
+        max_size=200,
+    ).map(lambda words: ("To: Ilse <x@canary.test>\r\n\r\n" + " ".join(words)).encode()),
+)  # fmt: skip
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(raw=_mail_text)
+def test_any_message_attributes_without_raising(store: Store, owner: User, raw: bytes) -> None:
+    """Whatever arrives, attribution answers (read-only, so one store serves all examples)."""
+    with store.session() as session:
+        if not session.exec(select(Identity)).first():
+            shop = add_source(store, owner, "Shop")
+            add_identity(store, owner, shop, "aaa111", "Ilse Vandermeer")
+    parsed = parse_message(raw)
+    with store.session() as session:
+        hits = find_tagged(session, parsed, DOMAINS)
+        for _display, address in parsed.to + parsed.cc:
+            match_recipient(session, address)
+    assert all(h.where in WHERE for h in hits)
+    if b"Ilse Vandermeer" in raw and parsed.text.startswith("Ilse Vandermeer"):
+        assert hits  # the tagged name in the greeting is still found amid the noise
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=500))
+def test_any_text_folds_and_matches_without_raising(text: str) -> None:
+    folded = fold_name(text)
+    assert folded == fold_name(folded)  # folding is idempotent
+    html_to_text(text)

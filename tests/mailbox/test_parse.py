@@ -7,6 +7,10 @@ import hashlib
 import pytest
 from canary.mailbox import parse
 from canary.mailbox.parse import parse_message
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.support.hostile_mail import hostile_messages
 
 GOOD = (
     b"Return-Path: <bounce@mailer.shop.test>\r\n"
@@ -91,3 +95,96 @@ def test_part_count_and_body_size_are_capped(monkeypatch: pytest.MonkeyPatch) ->
     assert len(p.attachments) == 3 and p.truncated
     big = parse_message(b"Subject: big\r\n\r\n" + b"a" * (parse.MAX_BODY_CHARS + 10))
     assert len(big.text) == parse.MAX_BODY_CHARS and big.truncated
+
+
+# ---------------------------------------------------------------------- hostile corpus
+
+HOSTILE = hostile_messages()
+SINGLE_LINE_CONTROLS = ("\r", "\n", "\x00", "\x1b")
+
+
+def _single_line_values(p: parse.ParsedMessage) -> list[str]:
+    values = [p.subject or "", p.message_id or "", p.sender or "", p.list_id or ""]
+    for display, address in p.from_ + p.to + p.cc + p.reply_to:
+        values += [display, address]
+    values += [a.filename or "" for a in p.attachments]
+    return values
+
+
+@pytest.mark.parametrize("kind", HOSTILE)
+def test_hostile_messages_parse_within_the_caps(kind: str) -> None:
+    for name, raw in HOSTILE[kind].items():
+        p = parse_message(raw)
+        assert p.parsed, (name, p.error)
+        assert len(p.text) <= parse.MAX_BODY_CHARS and len(p.html) <= parse.MAX_BODY_CHARS
+        assert len(p.attachments) <= parse.MAX_PARTS
+        for value in _single_line_values(p):
+            # Decoded words never smuggle a line break, NUL or terminal escape out.
+            assert not any(c in value for c in SINGLE_LINE_CONTROLS), (name, value)
+            value.encode("utf-8")
+        for value in (p.text, p.html, *p.received, *p.headers.values()):
+            assert "\x00" not in value
+            value.encode("utf-8")
+
+
+def test_thousands_of_parts_and_deep_nesting_stop_early() -> None:
+    """The parser is stopped once it has built more parts than are ever read."""
+    many = parse_message(HOSTILE["many_parts"]["text-parts-20000"])
+    assert many.truncated and many.text.count("part ") == parse.MAX_PARTS
+    deep = parse_message(HOSTILE["deep_nesting"]["multipart-2000"])
+    assert deep.truncated and deep.subject is None and deep.from_address
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE["attachment_paths"]))
+def test_attachment_names_that_are_paths_are_recorded_as_text(name: str) -> None:
+    p = parse_message(HOSTILE["attachment_paths"][name])
+    assert p.attachments or name == "cid-html-reference"
+    for attachment in p.attachments:
+        assert attachment.filename is None or len(attachment.filename) <= 255
+
+
+def test_encoded_crlf_in_a_subject_is_flattened() -> None:
+    p = parse_message(HOSTILE["encoded_control_characters"]["subject-b-crlf-bcc"])
+    assert p.subject == "hi Bcc: injected@x.test"
+    assert "bcc" not in p.headers  # the decoded text never became a header
+
+
+def test_address_ambiguities_keep_the_address_not_the_display_name() -> None:
+    p = parse_message(HOSTILE["address_ambiguities"]["from-0"])
+    assert p.from_address == "evil@bad.test"
+    assert p.from_ == (("trusted@good.test", "evil@bad.test"),)
+
+
+# ---------------------------------------------------------------------- properties
+
+_HEADER_NAMES = st.sampled_from(
+    ["From", "To", "Cc", "Subject", "Date", "Message-ID", "Content-Type", "Received",
+     "Content-Transfer-Encoding", "Content-Disposition", "Reply-To", "X-Junk"]
+)  # fmt: skip
+_header_line = st.builds(
+    lambda name, value: name.encode() + b": " + value + b"\r\n",
+    _HEADER_NAMES,
+    st.binary(max_size=200),
+)
+_structured = st.builds(
+    lambda headers, body: b"".join(headers) + b"\r\n" + body,
+    st.lists(_header_line, max_size=12),
+    st.binary(max_size=2000),
+)
+_boundary_soup = st.lists(
+    st.sampled_from(
+        [b"--b\r\n", b"--b--\r\n", b"Content-Type: multipart/mixed; boundary=b\r\n", b"\r\n",
+         b"Content-Transfer-Encoding: base64\r\n", b"=?utf-8?b?AA==?=", b"x\r\n", b"\x00"]
+    ),
+    max_size=80,
+).map(b"".join)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.binary(max_size=3000), _structured, _boundary_soup))
+def test_any_bytes_parse_without_raising(raw: bytes) -> None:
+    p = parse_message(raw)
+    for value in _single_line_values(p):
+        assert "\r" not in value and "\n" not in value and "\x00" not in value
+        value.encode("utf-8")
+    assert "\x00" not in p.text + p.html
