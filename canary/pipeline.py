@@ -41,7 +41,7 @@ from sqlmodel import Session, col
 from sqlmodel import select as sm_select
 
 from canary import metrics
-from canary.alerts import alert_on_incident
+from canary.alerts import queue_incident_alert
 from canary.assessment import (
     IncidentEvent,
     auth_to_json,
@@ -50,14 +50,13 @@ from canary.assessment import (
     record_draft,
     roll_into_incident,
 )
-from canary.attribution import RecipientMatch, find_tagged, from_organisation, match_recipient
+from canary.attribution import find_tagged, from_organisation, match_recipient
 from canary.auth import AuthResult, authenticate
 from canary.campaigns import content_fingerprint
-from canary.catchall import issue_on_first_use, trust_first_sender
 from canary.config import Settings
 from canary.dns import Resolver
 from canary.forwarding import queue_forward
-from canary.models import Delivery, Message, Source, as_utc, utcnow
+from canary.models import Delivery, Incident, Message, Source, as_utc, utcnow
 from canary.signals import Attachment
 from canary.signals import analyse as analyse_signals
 from canary.store import Store
@@ -107,21 +106,13 @@ def assess_delivery(
     parsed: ParsedMessage,
     auth: AuthFacts,
     domains: tuple[str, ...],
-    catchall_daily_limit: int = 0,
 ) -> tuple[FindingDraft | None, IncidentEvent | None]:
     """Attribute one delivery, keep its facts, and record the engine's verdict.
 
     Sets the delivery's identity, source and owner; role mailboxes (postmaster, abuse)
-    are kept apart and get no finding. A first message to a catch-all subdomain issues
-    its identity (:mod:`canary.catchall`).
+    are kept apart and get no finding.
     """
     match = match_recipient(session, delivery.recipient)
-    if match.kind == "unattributed" and catchall_daily_limit:
-        first = issue_on_first_use(
-            session, delivery.recipient, catchall_daily_limit, as_utc(delivery.received_at)
-        )
-        if first is not None:
-            match = RecipientMatch("canary", first.identity, first.source)
     delivery.kind = match.kind
     if match.kind == "role":
         session.add(delivery)
@@ -134,7 +125,6 @@ def assess_delivery(
             source.id,
             identity.owner_id,
         )
-        trust_first_sender(session, identity, source, delivery.id, auth.sender_org)
         others = {
             hit.source_id
             for hit in find_tagged(session, parsed, domains, owner_id=identity.owner_id)
@@ -312,33 +302,37 @@ class Analyzer:
         with self.store.session() as session:
             return self._analyse_in(session, prepared)
 
-    def _load_batch(self, session: Session, ids: list[int]) -> dict[int, list[Delivery]]:
+    def _load_batch(
+        self, session: Session, ids: list[int]
+    ) -> tuple[dict[int, Message], dict[int, list[Delivery]]]:
         """Load the batch's messages (without their raw bytes) and deliveries at once.
 
-        Two statements per batch instead of two per message; the messages stay in the
-        session's identity map, so ``session.get`` finds them without a query.
+        Two statements per batch instead of two per message.
         """
-        session.exec(
-            sm_select(Message).where(col(Message.id).in_(ids)).options(defer(Message.raw))  # type: ignore[arg-type]
-        ).all()
+        messages = {
+            m.id: m
+            for m in session.exec(
+                sm_select(Message).where(col(Message.id).in_(ids)).options(defer(Message.raw))  # type: ignore[arg-type]
+            )
+        }
         by_message: dict[int, list[Delivery]] = {i: [] for i in ids}
         for delivery in session.exec(
             sm_select(Delivery).where(col(Delivery.message_id).in_(ids)).order_by(Delivery.id)
         ):
             by_message[delivery.message_id].append(delivery)
-        return by_message
+        return messages, by_message  # type: ignore[return-value]
 
     def _analyse_in(
         self,
         session: Session,
         prepared: Prepared,
-        deliveries: list[Delivery] | None = None,
+        loaded: tuple[Message | None, list[Delivery]] | None = None,
     ) -> str:
         """Attribute, judge and record one prepared message inside the caller's transaction.
 
-        ``deliveries`` are the message's deliveries when the caller loaded them already.
+        ``loaded`` is the message and its deliveries when the caller loaded them already.
         """
-        message = session.get(Message, prepared.message_id)
+        message, deliveries = loaded or (session.get(Message, prepared.message_id), None)
         if message is None:
             return "missing"
         parsed = prepared.parsed
@@ -360,16 +354,14 @@ class Analyzer:
         now = utcnow()
         for delivery in deliveries:
             _, event = assess_delivery(
-                session,
-                message,
-                delivery,
-                parsed,
-                auth,
-                self.settings.domains,
-                self.settings.catchall_daily_limit,
+                session, message, delivery, parsed, auth, self.settings.domains
             )
             if event is not None:
-                alert_on_incident(session, event)
+                incident = session.get(Incident, event.incident_id)
+                if incident is not None:
+                    # A re-opened incident is news to its owner, like a new one.
+                    kind = "grew" if event.event == "grew" else "opened"
+                    queue_incident_alert(session, incident, kind)
                 for hook in self.on_incident:
                     hook(session, event)
         message.header_message_id = parsed.message_id[:998] if parsed.message_id else None
@@ -430,9 +422,10 @@ class Analyzer:
         try:
             prepared = self.prepare(ids)
             with self.store.session() as session:
-                deliveries = self._load_batch(session, [item.message_id for item in prepared])
+                messages, deliveries = self._load_batch(session, [p.message_id for p in prepared])
                 for item in prepared:
-                    self._analyse_in(session, item, deliveries[item.message_id])
+                    loaded = (messages.get(item.message_id), deliveries[item.message_id])
+                    self._analyse_in(session, item, loaded)
             return len(ids)
         except Exception:
             log.info("batch of %d failed; analysing its messages one by one", len(ids))
