@@ -250,6 +250,7 @@ def raw_response(raw: bytes, message_id: int) -> web.Response:
         headers={
             "Content-Disposition": f'attachment; filename="message-{message_id}.eml"',
             "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
         },
     )
 

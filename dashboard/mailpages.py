@@ -1,4 +1,11 @@
-"""Message pages: search, one message, its sanitised HTML body frame, the raw download."""
+"""Message pages: search, one message, its sanitised HTML body frame, raw and attachment
+downloads.
+
+Nothing a sender wrote is ever rendered from the dashboard's origin: the HTML body only
+in a sandboxed frame, attachments only as downloads (``attachment`` disposition,
+``application/octet-stream``, ``nosniff`` and a ``sandbox`` CSP, so even a browser that
+displayed one would give it an opaque origin with no script and no network).
+"""
 
 from __future__ import annotations
 
@@ -10,13 +17,15 @@ from canary.dashboard import keys
 from canary.dashboard.api import message_filter, raw_response
 from canary.dashboard.auth import current_user
 from canary.dashboard.db import run
-from canary.dashboard.sanitize import clean_html
+from canary.dashboard.sanitize import clean_html, content_disposition, download_name
 from canary.dashboard.serialize import int_param, path_id
 from canary.dashboard.templating import render
+from canary.mailbox.parse import attachment_content
 from sqlmodel import Session
 
 from canary import inbox
 from canary import sources as source_service
+from canary.errors import NotFound
 from canary.models import VERDICTS
 
 # The body frame: no script, no remote anything, a unique origin (sandbox), framed only
@@ -25,6 +34,8 @@ from canary.models import VERDICTS
 BODY_CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox; frame-ancestors 'self'"
 )
+# Downloads: should a browser ever display one, it runs and loads nothing.
+DOWNLOAD_CSP = "default-src 'none'; sandbox"
 FILTER_KEYS = ("source_id", "verdict", "sender_org", "since", "until", "message_id", "recipient")
 
 
@@ -56,10 +67,20 @@ async def messages_page(request: web.Request) -> web.Response:
     return render(request, "messages.html", data)
 
 
+def _fallback_name(message_id: int, index: int) -> str:
+    return f"attachment-{message_id}-{index}"
+
+
 async def message_page(request: web.Request) -> web.Response:
     user = current_user(request)
     message_id = path_id(request)
     detail = await run(request.app[keys.STORE], lambda s: inbox.message_detail(s, user, message_id))
+    for index, attachment in enumerate(detail["attachments"]):
+        # The name the download will get, shown instead of the sender's (which may hide
+        # its real extension behind a right-to-left override, for one).
+        attachment["download_name"] = download_name(
+            attachment["filename"], _fallback_name(message_id, index)
+        )
     return render(request, "message.html", {"m": detail})
 
 
@@ -88,9 +109,33 @@ async def message_raw(request: web.Request) -> web.Response:
     return raw_response(raw, message_id)
 
 
+async def message_attachment(request: web.Request) -> web.Response:
+    """One attachment's decoded bytes, as a download only (see the module docstring)."""
+    user = current_user(request)
+    message_id = path_id(request)
+    index = path_id(request, "index")
+    raw = await run(request.app[keys.STORE], lambda s: inbox.raw_message(s, user, message_id))
+    found = attachment_content(raw, index)
+    if found is None:
+        raise NotFound(f"message {message_id} has no attachment {index}")
+    attachment, data = found
+    name = download_name(attachment.filename, _fallback_name(message_id, index))
+    return web.Response(
+        body=data,
+        content_type="application/octet-stream",  # never the type the sender claimed
+        headers={
+            "Content-Disposition": content_disposition(name),
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": DOWNLOAD_CSP,
+            "Cross-Origin-Resource-Policy": "same-origin",
+        },
+    )
+
+
 def add_routes(app: web.Application) -> None:
     """Register the message pages."""
     app.router.add_get("/messages", messages_page)
     app.router.add_get("/messages/{id}", message_page)
     app.router.add_get("/messages/{id}/body", message_body)
     app.router.add_get("/messages/{id}/raw", message_raw)
+    app.router.add_get("/messages/{id}/attachments/{index}", message_attachment)

@@ -15,10 +15,9 @@ from sqlmodel import select
 
 from canary.config import Settings
 from canary.models import Delivery, Incident, Source, User
-from canary.pipeline import Analyzer
 from canary.store import Store
 from canary.users import add_user
-from tests.support.browser import LiveDashboard, Recorder, screenshot
+from tests.support.browser import LiveDashboard, Recorder, deliver, log_in, screenshot
 from tests.support.dashboard import PASSWORD, hostile_message
 from tests.support.dns_server import (
     TestDnsServer,
@@ -26,7 +25,6 @@ from tests.support.dns_server import (
     generate_dkim_key,
     publish_dkim_key,
 )
-from tests.support.smtp import send_message, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -42,26 +40,6 @@ def user(store: Store) -> User:
     """The account `canary user add --admin` would make."""
     with store.session() as session:
         return add_user(session, "marc", password=PASSWORD, admin=True)
-
-
-async def log_in(page: Any, base: str) -> None:
-    await page.goto(f"{base}/")
-    assert "/login" in page.url
-    await page.fill("input[name=name]", "marc")
-    await page.fill("input[name=password]", PASSWORD)
-    await page.click("button[type=submit]")
-    await page.wait_for_url(f"{base}/")
-
-
-async def deliver(store: Store, settings: Settings, to: str, content: bytes) -> None:
-    """Send over real SMTP to the real server, then run the analysis worker."""
-    server = await start_server(store, settings)
-    try:
-        reply = await send_message(server.host, server.port, "bounce@brokerx.test", [to], content)
-        assert reply.code == 250, reply
-    finally:
-        await server.stop()
-    Analyzer(store, settings).drain()
 
 
 def newsletter(to: str) -> bytes:

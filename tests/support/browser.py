@@ -1,8 +1,10 @@
 """Browser test helpers: the dashboard on a real 127.0.0.1 port, Debian's Chromium.
 
 Playwright drives ``/usr/bin/chromium`` (``CANARY_TEST_CHROMIUM`` overrides); nothing
-is downloaded. Chromium is started with its background networking off, and every
-request a page makes is recorded so tests can prove nothing left 127.0.0.1.
+is downloaded. Chromium is started with its background networking off and a host
+resolver that resolves nothing, and every request a page makes is recorded (and aborted
+unless it goes to 127.0.0.1), so tests can prove nothing left the machine and a failing
+test cannot reach the internet either.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import pytest
 from aiohttp import web
 
 from canary.config import Settings
+from canary.pipeline import Analyzer
 from canary.store import Store
-from tests.support.dashboard import build_app
+from tests.support.dashboard import PASSWORD, build_app
+from tests.support.smtp import send_message, start_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
@@ -32,7 +36,10 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # No name resolves, so no request can leave even through a DNS lookup.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 ]
+LOCAL_PREFIXES = ("http://127.0.0.1:", "http://127.0.0.1/", "data:", "about:", "blob:")
 
 
 def chromium_path() -> str | None:
@@ -94,6 +101,15 @@ async def browser_page(live_dashboard: LiveDashboard) -> AsyncIterator[tuple[Any
         context = await browser.new_context(viewport={"width": 1280, "height": 900})
         page = await context.new_page()
         page.on("request", lambda request: recorder.requests.append(request.url))
+
+        async def only_local(route: Any) -> None:
+            # Recorded by the "request" listener first; then stopped unless it is local.
+            if route.request.url.startswith(LOCAL_PREFIXES):
+                await route.continue_()
+            else:
+                await route.abort("blockedbyclient")
+
+        await context.route("**/*", only_local)
         page.on("console", lambda message: recorder.console.append(message.text))
 
         async def on_dialog(dialog: Any) -> None:
@@ -121,3 +137,27 @@ async def screenshot(page: Any, name: str) -> Path:
     await page.screenshot(path=str(path))
     await page.set_viewport_size(size)
     return path
+
+
+async def log_in(page: Any, base: str, name: str = "marc", password: str = PASSWORD) -> None:
+    """Log in through the login form the way a person does."""
+    await page.goto(f"{base}/")
+    assert "/login" in page.url
+    await page.fill("input[name=name]", name)
+    await page.fill("input[name=password]", password)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(f"{base}/")
+
+
+async def deliver(store: Store, settings: Settings, to: str, *contents: bytes) -> None:
+    """Send each message over real SMTP to the real server, then run the analysis worker."""
+    server = await start_server(store, settings)
+    try:
+        for content in contents:
+            reply = await send_message(
+                server.host, server.port, "bounce@brokerx.test", [to], content
+            )
+            assert reply.code == 250, reply
+    finally:
+        await server.stop()
+    Analyzer(store, settings).drain()
