@@ -39,6 +39,11 @@ COMMAND_CALL_LIMITS = {
 }
 
 
+SHUTTING_DOWN = b"421 4.3.2 Service shutting down, try again later\r\n"
+# Seconds a transaction in flight may take to finish when the server stops.
+SHUTDOWN_GRACE = 20.0
+
+
 class CanarySMTP(SMTP):
     """aiosmtpd's SMTP protocol with the canary server's extra refusals."""
 
@@ -60,6 +65,7 @@ class CanarySMTP(SMTP):
                 transport.close()
                 return
             self._counted = True
+            self._owner.open.add(self)
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
@@ -68,7 +74,20 @@ class CanarySMTP(SMTP):
         if self._counted:
             self._counted = False
             self._owner.release(self._peer_ip)
+            self._owner.open.discard(self)
         super().connection_lost(error)
+
+    @property
+    def in_transaction(self) -> bool:
+        """True between MAIL FROM and the reply to the end of DATA (or RSET)."""
+        envelope = getattr(self, "envelope", None)
+        return envelope is not None and envelope.mail_from is not None
+
+    def shut(self) -> None:
+        """Tell the client the service is going away (RFC 5321 section 3.8) and close."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(SHUTTING_DOWN)
+            self.transport.close()
 
     def eof_received(self) -> bool | None:
         if self._refused:
@@ -149,6 +168,7 @@ class SmtpServer:
         self.max_sessions_per_ip = settings.smtp_max_connections_per_ip
         self.sessions = 0
         self.sessions_by_ip: dict[str, int] = {}
+        self.open: set[CanarySMTP] = set()
         self.handler = CanaryHandler(
             settings.domains,
             intake,
@@ -218,18 +238,31 @@ class SmtpServer:
         """The bound port."""
         return self.address[1]
 
-    async def stop(self) -> None:
-        """Stop accepting and close the listening socket.
+    async def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
+        """Stop accepting, let transactions in flight finish, then close every session.
 
-        Sessions in the middle of DATA finish writing through the intake, which the
-        caller stops afterwards.
+        Idle sessions are told ``421`` at once. A session between MAIL FROM and the end
+        of DATA gets up to ``grace`` seconds to finish, so a message already being sent
+        is stored and acknowledged rather than cut off and sent again; the intake, which
+        commits it, is stopped by the caller afterwards. After ``grace`` the rest are
+        closed too (the sender retries: nothing was acknowledged to it).
         """
-        if self._server is not None:
-            self._server.close()
-            # Python 3.12+ waits here for open sessions; idle ones end by their timeout.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._server.wait_closed(), 5)
-            self._server = None
+        if self._server is None:
+            return
+        self._server.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while True:
+            for protocol in [p for p in self.open if not p.in_transaction]:
+                protocol.shut()
+            if not any(p.in_transaction for p in self.open) or loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        for protocol in list(self.open):
+            protocol.shut()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._server.wait_closed(), 5)
+        self._server = None
 
 
 def create_smtp_server(settings: Settings, intake: Intake) -> SmtpServer:
