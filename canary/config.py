@@ -81,6 +81,13 @@ class Settings:
         "421 4.7.0 and closed.",
         "positive_int",
     )
+    smtp_processes: int = _setting(
+        1,
+        "SMTP processes canary serve runs on the one listening port (SO_REUSEPORT, "
+        "Linux); each has its own intake and shares the database. The first also runs "
+        "analysis, dashboard and scheduler.",
+        "positive_int",
+    )
     smtp_tls_cert: Path | None = _setting(
         None, "PEM certificate chain for STARTTLS; STARTTLS is offered when set.", "path"
     )
