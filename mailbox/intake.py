@@ -33,8 +33,10 @@ from canary.models import Delivery, Message, utcnow
 log = logging.getLogger(__name__)
 
 # Local parts every canary domain accepts for people, not for canaries (RFC 5321
-# section 4.5.1 requires postmaster; RFC 2142 names abuse). Kept apart as kind "role".
-ROLE_MAILBOXES = frozenset({"postmaster", "abuse"})
+# section 4.5.1 requires postmaster; RFC 2142 names abuse; bounces is the envelope
+# sender of forwarded mail and alerts, where delivery reports come back). Kept apart
+# as kind "role": they are never an identity and get no finding.
+ROLE_MAILBOXES = frozenset({"postmaster", "abuse", "bounces"})
 
 # A batch stops growing at this many messages or bytes, which bounds the size of one
 # transaction (and the memory held while it is written).

@@ -61,7 +61,9 @@ async def test_aiosmtplib_client_and_extensions(smtp_server: RunningServer) -> N
     assert len(_messages(smtp_server.store)) == 1
 
 
-async def test_postmaster_and_abuse_are_accepted_as_role_mail(smtp_server: RunningServer) -> None:
+async def test_postmaster_abuse_and_bounces_are_accepted_as_role_mail(
+    smtp_server: RunningServer,
+) -> None:
     reply = await send_message(
         smtp_server.host,
         smtp_server.port,
@@ -70,8 +72,13 @@ async def test_postmaster_and_abuse_are_accepted_as_role_mail(smtp_server: Runni
         message_bytes("complaint"),
     )
     assert reply.code == 250
+    # Delivery reports for forwarded mail come back to the envelope sender, bounces@.
+    report = await send_message(
+        smtp_server.host, smtp_server.port, "", ["bounces@canary.test"], message_bytes("dsn")
+    )
+    assert report.code == 250
     kinds = [d.kind for d in _deliveries(smtp_server.store)]
-    assert kinds == ["role", "role"]  # the third is postmaster again
+    assert kinds == ["role", "role", "role"]  # the third of the first is postmaster again
 
 
 async def test_bare_postmaster_is_accepted(smtp_server: RunningServer) -> None:
