@@ -223,6 +223,9 @@ class SmtpServer:
             host=self.settings.smtp_host,
             port=self.settings.smtp_port,
             reuse_address=True,
+            # Several ``canary serve`` processes bind the same port; the kernel spreads
+            # new connections over them (CANARY_SMTP_PROCESSES).
+            reuse_port=self.settings.smtp_processes > 1,
         )
         log.info("SMTP listening on %s:%d", *self.address)
 
