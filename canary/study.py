@@ -274,6 +274,22 @@ def study_sites(session: Session, study: Study) -> list[tuple[StudySite, Source]
     return [(site, source) for site, source in rows]
 
 
+def study_personas(
+    session: Session, study: Study, limit: int | None = None
+) -> list[tuple[Identity, Source, StudySite]]:
+    """The study's personas with their site, in plan order (the list to sign up with)."""
+    query = (
+        select(Identity, Source, StudySite)
+        .join(Source, col(Source.id) == col(Identity.source_id))
+        .join(StudySite, col(StudySite.source_id) == col(Identity.source_id))
+        .where(StudySite.study_id == study.id)
+        .order_by(col(StudySite.id), col(Identity.id))
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return [(identity, source, site) for identity, source, site in session.exec(query)]
+
+
 def set_auto_confirm(session: Session, study: Study, enabled: bool) -> Study:
     """Opt the study in to (or out of) fetching confirmation links once per persona."""
     study.auto_confirm = enabled

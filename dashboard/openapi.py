@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from canary.dashboard.openapi_catchall import CATCHALL_SCHEMAS, catchall_paths
+from canary.dashboard.openapi_studies import STUDY_SCHEMAS, study_paths
 
 from canary.models import INCIDENT_STATUSES, VERDICTS
 
@@ -90,23 +92,42 @@ _SCHEMAS: dict[str, Any] = {
     "Trace": {"type": "object", "required": ["q"], "properties": {"q": {"type": "string"}}},
 }
 
+_SCHEMAS.update(STUDY_SCHEMAS)
+_SCHEMAS.update(CATCHALL_SCHEMAS)
 
-def _op(summary: str, params: list[Any] | None = None, body: str | None = None) -> dict[str, Any]:
+
+def _op(
+    summary: str,
+    params: list[Any] | None = None,
+    body: str | None = None,
+    *,
+    status: str = "200",
+    response: str | None = None,
+    media: str = "application/json",
+    body_media: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One operation: its success status and body (a schema name), and the error body."""
+    content: dict[str, Any] = {}
+    if response:
+        content["schema"] = {"$ref": f"#/components/schemas/{response}"}
+    elif media != "application/json":
+        content["schema"] = {"type": "string"}
     op: dict[str, Any] = {
         "summary": summary,
         "parameters": params or [],
         "responses": {
-            "200": {"description": "OK", "content": {"application/json": {}}},
+            status: {"description": "OK", "content": {media: content}},
             "default": {
                 "description": "error",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
             },
         },
     }
-    if body:
+    if body or body_media:
         op["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}},
+            "content": body_media
+            or {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}},
         }
     return op
 
@@ -114,17 +135,19 @@ def _op(summary: str, params: list[Any] | None = None, body: str | None = None) 
 PATHS: dict[str, dict[str, Any]] = {
     "/sources": {
         "get": _op("List sources with status (clean, shared, breach) and senders"),
-        "post": _op("Create a source", body="NewSource"),
+        "post": _op("Create a source", body="NewSource", status="201"),
     },
     "/sources/{id}": {"get": _op("Read a source with the organisations that wrote", [_ID])},
     "/sources/{id}/senders": {
-        "post": _op("Authorise a sender domain for a source", [_ID], "NewSender")
+        "post": _op("Authorise a sender domain for a source", [_ID], "NewSender", status="201")
     },
     "/identities": {
         "get": _op("List identities", [_q("source_id", "only this source", "integer"), *_PAGE]),
-        "post": _op("Create one identity", body="NewIdentity"),
+        "post": _op("Create one identity", body="NewIdentity", status="201"),
     },
-    "/identities/bulk": {"post": _op("Create many identities", body="BulkIdentities")},
+    "/identities/bulk": {
+        "post": _op("Create many identities", body="BulkIdentities", status="201")
+    },
     "/identities/{id}": {"get": _op("Read an identity", [_ID])},
     "/identities/{id}/retire": {"post": _op("Retire an identity", [_ID])},
     "/messages": {
@@ -143,7 +166,7 @@ PATHS: dict[str, dict[str, Any]] = {
         )
     },
     "/messages/{id}": {"get": _op("Read a message with deliveries, findings, evidence", [_ID])},
-    "/messages/{id}/raw": {"get": _op("Download the raw message (message/rfc822)", [_ID])},
+    "/messages/{id}/raw": {"get": _op("Download the raw message", [_ID], media="message/rfc822")},
     "/findings": {
         "get": _op(
             "List current findings",
@@ -173,6 +196,9 @@ PATHS: dict[str, dict[str, Any]] = {
     },
 }
 
+PATHS.update(study_paths(_op, _q, _ID))
+PATHS.update(catchall_paths(_op, _ID))
+
 
 def document() -> dict[str, Any]:
     """The OpenAPI document."""
@@ -181,7 +207,8 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "canarytrace API",
             "version": "1",
-            "description": "Sources, identities, messages, findings, incidents and trace. "
+            "description": "Sources, identities, messages, findings, incidents, trace, "
+            "studies (reports, graphs, signup times) and seed batches. "
             'Errors are {"error": {"code", "message"}}.',
         },
         "servers": [{"url": "/api/v1"}],

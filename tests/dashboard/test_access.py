@@ -62,6 +62,20 @@ def outbound_ids(store: Store, seeded: Seeded) -> dict[str, int]:
                 "channel": channel.id, "alert": alert.id or 0}  # fmt: skip
 
 
+def research_ids(store: Store, seeded: Seeded) -> dict[str, int]:
+    """A study of one site (opted in to automatic confirmation) and a seed batch."""
+    from canary.seeds import new_seed_batch
+    from canary.study import import_study, parse_plan
+
+    plan = parse_plan(f"name,domains\n{seeded.user.name} site,{seeded.user.name}site.test\n")
+    with store.session() as session:
+        study = import_study(
+            session, seeded.user, "Study", plan, domain="canary.test", auto_confirm=True
+        ).study
+        batch = new_seed_batch(session, seeded.user, "Vendor", 1, domain="canary.test").batch
+        return {"study": study.id or 0, "seed": batch.id or 0}
+
+
 def fill(path: str, ids: dict[str, int]) -> str:
     """The path with ``{id}`` set to the id of the object its prefix names."""
     kind = {
@@ -75,6 +89,8 @@ def fill(path: str, ids: dict[str, int]) -> str:
         "forwards": "forward",
         "channels": "channel",
         "alerts": "alert",
+        "studies": "study",
+        "seeds": "seed",
     }
     parts = path.strip("/").split("/")
     for i, part in enumerate(parts):
@@ -82,13 +98,16 @@ def fill(path: str, ids: dict[str, int]) -> str:
             parts[i] = str(ids[kind[parts[i - 1]]])
         elif part == "{action}":
             parts[i] = "disable" if parts[i - 2] == "channels" else "dismiss"
+        elif part == "{file}":
+            parts[i] = "report.json"
     return "/" + "/".join(parts)
 
 
 async def test_every_route_hides_another_users_objects(
     client: TestClient, store: Store, alice: Seeded, bob: Seeded
 ) -> None:
-    bob_ids = {**bob.ids(), "token": token_id(store, bob.user.id), **outbound_ids(store, bob)}
+    bob_ids = {**bob.ids(), "token": token_id(store, bob.user.id), **outbound_ids(store, bob),
+               **research_ids(store, bob)}  # fmt: skip
     csrf = await login(client, "alice")
     checked = 0
     for method, template in routes(client):
@@ -126,6 +145,9 @@ async def test_every_route_hides_another_users_objects(
         assert session.get(Forward, bob_ids["forward"]).state == "failed"  # type: ignore[union-attr]
         assert session.get(Alert, bob_ids["alert"]).state == "failed"  # type: ignore[union-attr]
         assert session.get(AlertChannel, bob_ids["channel"]).enabled  # type: ignore[union-attr]
+        from canary.models import Study
+
+        assert session.get(Study, bob_ids["study"]).auto_confirm  # type: ignore[union-attr]
 
 
 async def test_lists_show_only_own_data(client: TestClient, alice: Seeded, bob: Seeded) -> None:
@@ -193,7 +215,7 @@ async def test_anonymous_is_refused_everywhere(
     client: TestClient, alice: Seeded, with_bad_cookie: bool
 ) -> None:
     ids = {**alice.ids(), "token": 1, "address": 1, "rule": 1, "forward": 1, "channel": 1,
-           "alert": 1}  # fmt: skip
+           "alert": 1, "study": 1, "seed": 1}  # fmt: skip
     if with_bad_cookie:
         client.session.cookie_jar.update_cookies({"ct_session": "forged.signature"})
     for method, template in routes(client):
