@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlmodel import select
+from sqlmodel import Session, select
 
+from canary.alerts import add_channel, alert_on_incident
 from canary.assessment import (
+    IncidentEvent,
     apply_campaigns,
     auth_from_json,
     auth_to_json,
@@ -18,7 +20,7 @@ from canary.assessment import (
 )
 from canary.evidence_items import Evidence
 from canary.identity import IdentityRequest, create_identities
-from canary.models import Delivery, Finding, Incident, Message, Source, User, utcnow
+from canary.models import Alert, Delivery, Finding, Incident, Message, Source, User, utcnow
 from canary.signals import Signals
 from canary.sources import add_source, authorise_sender
 from canary.store import Store
@@ -139,6 +141,7 @@ def test_incident_events_for_alerts(store: Store, owner: User) -> None:
 def test_one_campaign_across_five_sources_is_a_breach_for_each(store: Store, owner: User) -> None:
     delivery_ids = []
     with store.session() as session:
+        add_channel(session, owner, "webhook", "https://hooks.example/canary")
         for n in range(5):
             source = add_source(session, owner, f"Site {n}", [f"site{n}.test"])
             (identity,) = create_identities(
@@ -171,12 +174,25 @@ def test_one_campaign_across_five_sources_is_a_breach_for_each(store: Store, own
             delivery_ids.append(delivery.id)
         reevaluate_deliveries(session, delivery_ids)
         assert {session.get(Delivery, i).verdict for i in delivery_ids} == {"shared"}
-        assert apply_campaigns(session) == 5
+        heard: list[IncidentEvent] = []
+
+        def hook(session: Session, event: IncidentEvent) -> None:
+            heard.append(event)
+            alert_on_incident(session, event)
+
+        assert apply_campaigns(session, on_incident=hook) == 5
+        # Each source's new breach incident is news: one alert each, queued with it.
+        assert sorted(e.event for e in heard) == ["opened"] * 5
+        alerts = session.exec(select(Alert)).all()
+        breach_ids = {i.id for i in session.exec(select(Incident).where(Incident.kind == "breach"))}
+        assert sorted(a.event for a in alerts) == ["opened"] * 5
+        assert {a.incident_id for a in alerts} == breach_ids
         for delivery_id in delivery_ids:
             finding = current_finding(session, delivery_id)
             assert finding is not None and finding.verdict == "breach"
             assert {"code": "same_campaign_sources", "detail": "5"} in finding.evidence
         kinds = sorted(i.kind for i in session.exec(select(Incident)).all())
         assert kinds == ["breach"] * 5
-        # Running the job again finds nothing new.
-        assert apply_campaigns(session) == 0
+        # Running the job again finds nothing new, and says nothing new.
+        assert apply_campaigns(session, on_incident=hook) == 0
+        assert len(heard) == 5

@@ -13,6 +13,7 @@ from canary.incidents import (
     IncidentState,
     compare,
     incident_kind,
+    news,
     rebuild,
     roll_up,
     set_status,
@@ -124,3 +125,15 @@ def test_rebuild_after_the_user_authorises_a_sender() -> None:
     assert rebuild(7, findings, existing)["shared"].status == "open"
     # no findings left of a kind: the kind is absent
     assert "breach" not in rebuild(7, findings[:2], existing)
+
+
+def test_news_is_a_new_incident_a_new_organisation_or_a_reopening() -> None:
+    first = roll_up(None, 1, shared(), T0)
+    assert first is not None
+    assert news(None, first) == "opened"
+    same_org = roll_up(first, 1, shared(), T0 + timedelta(hours=1))
+    assert same_org is not None and news(first, same_org) is None  # more of the same
+    other = roll_up(first, 1, shared("listco.test"), T0 + timedelta(hours=2))
+    assert other is not None and news(first, other) == "grew"
+    dismissed = set_status(first, "dismissed")
+    assert news(dismissed, replace(other, status="open")) == "reopened"
