@@ -215,7 +215,11 @@ def _from_address(raw: bytes) -> str | None:
     values = headers.get_all("From") or []
     if len(values) != 1:
         return None  # RFC 7489 6.6.1: no single From, no DMARC evaluation
-    addresses = [a for _, a in email.utils.getaddresses([str(values[0])]) if "@" in a]
+    try:
+        pairs = email.utils.getaddresses([str(values[0])])
+    except RecursionError:  # the parser recurses once per nested "(" of a comment
+        return None
+    addresses = [a for _, a in pairs if "@" in a]
     return addresses[0].lower() if len(addresses) == 1 else None
 
 
