@@ -4,6 +4,13 @@ This is the only module in ``canary/`` that may import aiosmtpd (through
 ``canary.mailbox.server``) or aiohttp. It migrates the database, starts the intake, the
 SMTP listener and the analysis worker in one asyncio loop, and stops them in reverse
 order on SIGINT or SIGTERM.
+
+With ``CANARY_SMTP_PROCESSES`` above one, receiving is spread over processes: once its
+own listener is bound, ``serve`` starts that many minus one further ``canary serve
+--smtp-only`` processes on the same address and port (``SO_REUSEPORT``: the kernel
+hands each new connection to one of them). Each has its own intake, committing to the
+shared database; analysis, dashboard and scheduler run in the first process only. The
+first process stops the others when it stops.
 """
 
 from __future__ import annotations
@@ -12,7 +19,9 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import subprocess
 import sys
 
 from canary.cli.context import CliContext
@@ -35,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         action="store_true",
         help="only receive and store; leave analysis to another process",
     )
+    # Internal: one of the extra SMTP processes a serve with CANARY_SMTP_PROCESSES > 1
+    # starts; receives and stores only, and stops on SIGTERM.
+    parser.add_argument("--smtp-only", action="store_true", help=argparse.SUPPRESS)
     parser.set_defaults(handler=serve)
 
     worker = subparsers.add_parser(
@@ -71,11 +83,89 @@ def serve(ctx: CliContext) -> int:
         raise ConfigError("CANARY_DOMAINS is not set: no canary domain to receive mail for")
     store = Store.from_settings(settings)
     try:
+        if ctx.args.smtp_only:
+            asyncio.run(run_smtp_only(settings, store))
+            return 0
         store.upgrade()
         asyncio.run(run_services(settings, store, worker=not ctx.args.no_worker))
     finally:
         store.close()
     return 0
+
+
+def _stop_event() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+async def run_smtp_only(settings: Settings, store: Store) -> None:
+    """An extra SMTP process: intake and listener on the shared port, until SIGTERM."""
+    from canary.mailbox.intake import Intake
+    from canary.mailbox.server import create_smtp_server
+
+    stop = _stop_event()
+    parent = os.getppid()
+    intake = Intake(store.engine)
+    await intake.start()
+    server = create_smtp_server(settings, intake)
+    await server.start()
+    sys.stdout.write(f"canary: SMTP process {os.getpid()} ready\n")
+    sys.stdout.flush()
+    try:
+        # Stop with the first process even when it could not say so (killed outright).
+        while not stop.is_set() and os.getppid() == parent:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+    finally:
+        await server.stop()
+        await intake.stop()
+
+
+async def start_smtp_processes(
+    settings: Settings, store: Store, host: str, port: int
+) -> list[subprocess.Popen[bytes]]:
+    """Start ``smtp_processes - 1`` extra SMTP processes on ``host:port``; wait until ready.
+
+    They get the same settings through the environment, with the port actually bound
+    (which matters when port 0 was asked for) and the resolved database URL.
+    """
+    env = dict(os.environ)
+    env.update(
+        CANARY_SMTP_HOST=host,
+        CANARY_SMTP_PORT=str(port),
+        CANARY_DATABASE_URL=store.url,
+        CANARY_DOMAINS=",".join(settings.domains),
+    )
+    if settings.data_dir is not None:
+        env["CANARY_DATA_DIR"] = str(settings.data_dir)
+    command = [sys.executable, "-m", "canary", "serve", "--smtp-only"]
+    children = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE)
+        for _ in range(settings.smtp_processes - 1)
+    ]
+    for child in children:
+        assert child.stdout is not None
+        line = await asyncio.to_thread(child.stdout.readline)
+        if b"ready" not in line:
+            await stop_smtp_processes(children)
+            raise ConfigError(f"an extra SMTP process did not start (exit {child.poll()})")
+    return children
+
+
+async def stop_smtp_processes(children: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every extra SMTP process (they finish transactions in flight) and reap it."""
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children:
+        try:
+            await asyncio.to_thread(child.wait, 60)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            await asyncio.to_thread(child.wait)
 
 
 def run_worker(ctx: CliContext) -> int:
@@ -128,21 +218,26 @@ async def run_services(settings: Settings, store: Store, *, worker: bool = True)
     from canary.pipeline import Analyzer
     from canary.scheduler import build_scheduler
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-
+    stop = _stop_event()
     analyzer = Analyzer(store, settings) if worker else None
     intake = Intake(store.engine, on_commit=analyzer.wake if analyzer else None)
     await intake.start()
     server = create_smtp_server(settings, intake)
     await server.start()
     host, port = server.address
+    children = (
+        await start_smtp_processes(settings, store, host, port)
+        if settings.smtp_processes > 1
+        else []
+    )
     # A fixed, parseable line: scripts and tests started with port 0 read the port here.
     sys.stdout.write(f"canary: SMTP listening on {host}:{port}\n")
     sys.stdout.flush()
-    dashboard = await start_dashboard(settings, store, reevaluate=reevaluate_after_correction)
+    try:
+        dashboard = await start_dashboard(settings, store, reevaluate=reevaluate_after_correction)
+    except BaseException:
+        await stop_smtp_processes(children)
+        raise
     sys.stdout.write(f"canary: dashboard on http://{settings.http_host}:{settings.http_port}/\n")
     sys.stdout.flush()
     scheduler = build_scheduler(settings, store)
@@ -173,4 +268,5 @@ async def run_services(settings: Settings, store: Store, *, worker: bool = True)
             with contextlib.suppress(asyncio.CancelledError):
                 await worker_task
         await server.stop()
+        await stop_smtp_processes(children)
         await intake.stop()
