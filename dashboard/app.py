@@ -12,7 +12,16 @@ from pathlib import Path
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
-from canary.dashboard import api, forwardpages, keys, pages, scrape, studyapi, studypages
+from canary.dashboard import (
+    api,
+    catchallapi,
+    forwardpages,
+    keys,
+    pages,
+    scrape,
+    studyapi,
+    studypages,
+)
 from canary.dashboard.auth import LoginLimiter, SessionCodec, auth_middleware, load_secret
 from canary.dashboard.errors import error_middleware
 from canary.dashboard.templating import setup_filters
@@ -91,6 +100,7 @@ def create_app(
     app.router.add_static("/static/", HERE / "static", append_version=True)
     api.add_routes(app)
     studyapi.add_routes(app)
+    catchallapi.add_routes(app)
     pages.add_routes(app)
     studypages.add_routes(app)
     forwardpages.add_routes(app)

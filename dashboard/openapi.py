@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from canary.dashboard.openapi_catchall import CATCHALL_SCHEMAS, catchall_paths
 from canary.dashboard.openapi_studies import STUDY_SCHEMAS, study_paths
 
 from canary.models import INCIDENT_STATUSES, VERDICTS
@@ -92,6 +93,7 @@ _SCHEMAS: dict[str, Any] = {
 }
 
 _SCHEMAS.update(STUDY_SCHEMAS)
+_SCHEMAS.update(CATCHALL_SCHEMAS)
 
 
 def _op(
@@ -195,6 +197,7 @@ PATHS: dict[str, dict[str, Any]] = {
 }
 
 PATHS.update(study_paths(_op, _q, _ID))
+PATHS.update(catchall_paths(_op, _ID))
 
 
 def document() -> dict[str, Any]:

@@ -213,3 +213,25 @@ def dashboard_app(settings: Settings, store: Store) -> web.Application:
 async def client(aiohttp_client: Any, dashboard_app: web.Application) -> TestClient:
     """An anonymous client of the dashboard."""
     return await aiohttp_client(dashboard_app)
+
+
+def bearer(seeded: Seeded) -> dict[str, str]:
+    """The Authorization header of ``seeded``'s API token."""
+    return {"Authorization": f"Bearer {seeded.token}"}
+
+
+async def api_call(
+    client: TestClient,
+    seeded: Seeded,
+    method: str,
+    path: str,
+    body: Any = None,
+    status: int = 200,
+) -> Any:
+    """Call ``/api/v1{path}`` as ``seeded``, check the status, return the JSON body."""
+    kwargs: dict[str, Any] = {"headers": bearer(seeded)}
+    if method.upper() != "GET":
+        kwargs["json"] = body if body is not None else {}
+    response = await client.request(method, f"/api/v1{path}", **kwargs)
+    assert response.status == status, await response.text()
+    return await response.json()
