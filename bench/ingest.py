@@ -1,20 +1,32 @@
-"""Durable SMTP ingest against a bare aiosmtpd sink that discards, on the same machine.
+"""Durable SMTP ingest against bare sinks that discard, on the same machine, same run.
 
 Usage::
 
     python bench/ingest.py                      # SQLite, 20 sessions, 10 KB, 3000 messages
-    python bench/ingest.py --backend both --postgres-url postgresql+psycopg://postgres@127.0.0.1/test
+    python bench/ingest.py --backend both       # SQLite and PostgreSQL
+    python bench/ingest.py --matrix --backend both   # 1/20/100 sessions x 2/10/100 KB
+    python bench/ingest.py --smtp-processes 2   # canary serve with CANARY_SMTP_PROCESSES=2
     python bench/ingest.py --client python      # no smtp-source: the asyncio load generator
 
-Both servers run as child processes started by this script: the reference is aiosmtpd's
-SMTP protocol with a handler that answers 250 and discards; the measured one is
-``canary serve --no-worker`` (receive and store only; analysis runs after the 250 and is
-not part of ingest), with SQLite in WAL mode and ``synchronous=FULL`` (an fsync before
-every 250) or PostgreSQL with ``synchronous_commit=on``. Every message goes over a new
-connection. The load generator is Postfix's ``smtp-source`` when found (``--smtp-source``,
-``$SMTP_SOURCE`` or ``PATH``; see --help), else a Python asyncio client. After each
-durable run the script counts the rows to confirm that every acknowledged message is in
-the database. Output: messages per second for the sink and for each backend, and the ratio.
+Every server runs as a child process started by this script:
+
+* two references that answer 250 and discard: aiosmtpd's SMTP protocol on the default
+  asyncio event loop, and the same on uvloop (when installed); ratios are against the
+  faster of the two;
+* Postfix's C ``smtp-sink`` (when found), printed as the physical reference of this
+  machine;
+* the measured one: ``canary serve --no-worker`` (receive and store only; analysis runs
+  after the 250 and is not part of ingest), with SQLite in WAL mode and
+  ``synchronous=FULL`` (the 250 only after the fsync of the commit that holds the
+  message) or PostgreSQL with ``synchronous_commit=on``.
+
+Every message goes over a new connection. The load generator is Postfix's
+``smtp-source`` when found, else a Python asyncio client. Postfix's tools need no mail
+server installed: ``apt-get download postfix && dpkg -x postfix_*.deb DIR``, then pass
+``--postfix DIR`` (or ``--smtp-source``/``--smtp-sink`` with the binaries' paths, or set
+``$SMTP_SOURCE``/``$SMTP_SINK``). Servers are measured in turns, ``--rounds`` times, and
+the median of each is printed with every run. After the runs the script counts the rows
+to confirm that every acknowledged message is in the database.
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -35,12 +48,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-# ---------------------------------------------------------------------- the bare sink
+# ---------------------------------------------------------------------- the references
 
 
-def run_sink(port: int) -> None:
+def run_sink(port: int, use_uvloop: bool = False) -> None:
     """Child process: aiosmtpd with a handler that accepts and discards everything."""
     from aiosmtpd.smtp import SMTP
+
+    if use_uvloop:
+        import uvloop
+
+        uvloop.install()
 
     class Discard:
         async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
@@ -61,6 +79,14 @@ def run_sink(port: int) -> None:
     asyncio.run(main())
 
 
+def _has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _start(
     cmd: list[str], env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[bytes], int]:
@@ -73,10 +99,43 @@ def _start(
     return process, int(line.rsplit(":", 1)[1])
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _postfix_env(binary: str) -> dict[str, str]:
+    env = dict(os.environ)
+    libdir = Path(binary).resolve().parents[1] / "lib" / "postfix"
+    if libdir.is_dir():  # unpacked from the .deb: its shared libraries are beside it
+        env["LD_LIBRARY_PATH"] = str(libdir)
+    return env
+
+
+def _start_smtp_sink(binary: str) -> tuple[subprocess.Popen[bytes], int]:
+    """Postfix's C smtp-sink on a free port (it refuses to run as root without -u)."""
+    port = _free_port()
+    cmd = [binary]
+    if os.geteuid() == 0:
+        cmd += ["-u", "nobody"]
+    cmd += [f"127.0.0.1:{port}", "256"]
+    process = subprocess.Popen(cmd, env=_postfix_env(binary))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process, port
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise SystemExit("smtp-sink did not start")
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     process.send_signal(signal.SIGTERM)
     try:
-        process.wait(timeout=30)
+        process.wait(timeout=60)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
@@ -85,13 +144,15 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 # ---------------------------------------------------------------------- load generators
 
 
-def find_smtp_source(explicit: str | None) -> str | None:
-    """The smtp-source binary: --smtp-source, $SMTP_SOURCE, PATH, or /tmp/postfix-bench."""
+def find_postfix_tool(name: str, explicit: str | None, postfix_dir: str | None) -> str | None:
+    """A Postfix tool: its option, ``$SMTP_SOURCE``/``$SMTP_SINK``, --postfix DIR, PATH."""
+    env_name = name.upper().replace("-", "_")
     for candidate in (
         explicit,
-        os.environ.get("SMTP_SOURCE"),
-        shutil.which("smtp-source"),
-        "/tmp/postfix-bench/usr/sbin/smtp-source",
+        os.environ.get(env_name),
+        str(Path(postfix_dir) / "usr" / "sbin" / name) if postfix_dir else None,
+        shutil.which(name),
+        f"/usr/sbin/{name}",
     ):
         if candidate and Path(candidate).is_file():
             return candidate
@@ -100,15 +161,11 @@ def find_smtp_source(explicit: str | None) -> str | None:
 
 def load_smtp_source(binary: str, port: int, sessions: int, messages: int, size: int) -> float:
     """Send with Postfix's smtp-source; return the elapsed seconds."""
-    env = dict(os.environ)
-    libdir = Path(binary).resolve().parents[1] / "lib" / "postfix"
-    if libdir.is_dir():
-        env["LD_LIBRARY_PATH"] = str(libdir)
     cmd = [binary, "-s", str(sessions), "-m", str(messages), "-l", str(size)]
     cmd += ["-M", "client.bench", "-f", "load@bench.test", "-t", "k3m9abc@canary.test"]
     cmd += [f"127.0.0.1:{port}"]
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, env=env)
+    subprocess.run(cmd, check=True, env=_postfix_env(binary))
     return time.perf_counter() - start
 
 
@@ -160,14 +217,17 @@ def load_python(port: int, sessions: int, messages: int, size: int) -> float:
 
 # ---------------------------------------------------------------------- runs
 
+LABELS = {
+    "sink": "bare aiosmtpd sink, asyncio loop",
+    "sink-uvloop": "bare aiosmtpd sink, uvloop",
+    "smtp-sink": "Postfix smtp-sink (C reference)",
+    "sqlite": "durable, SQLite (fsync per 250)",
+    "postgresql": "durable, PostgreSQL",
+}
+REFERENCES = ("sink", "sink-uvloop", "smtp-sink")
 
-def _load(args: argparse.Namespace, port: int, messages: int) -> float:
-    if args.smtp_source:
-        return load_smtp_source(args.smtp_source, port, args.sessions, messages, args.size)
-    return load_python(port, args.sessions, messages, args.size)
 
-
-def _durable_env(url: str, data_dir: Path) -> dict[str, str]:
+def _durable_env(url: str, data_dir: Path, processes: int) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         CANARY_DATABASE_URL=url,
@@ -175,7 +235,9 @@ def _durable_env(url: str, data_dir: Path) -> dict[str, str]:
         CANARY_DOMAINS="canary.test",
         CANARY_SMTP_HOST="127.0.0.1",
         CANARY_SMTP_PORT="0",
+        CANARY_HTTP_PORT="0",
         CANARY_SMTP_HOSTNAME="mx.bench",
+        CANARY_SMTP_PROCESSES=str(processes),
         CANARY_LOG_LEVEL="WARNING",
     )
     return env
@@ -191,47 +253,92 @@ def _count(url: str) -> int:
     return int(count)
 
 
-def measure(args: argparse.Namespace, durable: dict[str, str], data_dir: Path) -> None:
-    """Start the sink and one ``canary serve`` per database URL; alternate their runs.
-
-    The machine may be shared, so the servers are measured in turns (sink, then each
-    backend, ``--rounds`` times) and the median of each is reported.
-    """
-    warm = min(200, args.messages)
+def start_servers(
+    args: argparse.Namespace, durable: dict[str, str], data_dir: Path
+) -> dict[str, tuple[subprocess.Popen[bytes], int]]:
+    """The references and one ``canary serve`` per database URL, all listening."""
     processes: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
-    rates: dict[str, list[float]] = {}
     cmd = [sys.executable, "-m", "canary", "serve"]
     if not args.with_worker:
         cmd.append("--no-worker")
     try:
         processes["sink"] = _start([sys.executable, __file__, "--sink-only"])
+        if _has_uvloop():
+            processes["sink-uvloop"] = _start([sys.executable, __file__, "--sink-only", "uvloop"])
+        if args.smtp_sink:
+            processes["smtp-sink"] = _start_smtp_sink(args.smtp_sink)
         for name, url in durable.items():
             (data_dir / name).mkdir()
-            processes[name] = _start(cmd, _durable_env(url, data_dir / name))
-        for _, port in processes.values():
-            _load(args, port, warm)
-        for _ in range(args.rounds):
-            for name, (_, port) in processes.items():
-                rates.setdefault(name, []).append(args.messages / _load(args, port, args.messages))
-    finally:
+            env = _durable_env(url, data_dir / name, args.smtp_processes)
+            processes[name] = _start(cmd, env)
+    except BaseException:
         for process, _ in processes.values():
             _stop(process)
-    for name, url in durable.items():
-        expected = warm + args.rounds * args.messages
-        stored = _count(url)
-        if stored != expected:
-            raise SystemExit(f"{name}: only {stored} of {expected} messages are in the database")
-    sink = statistics.median(rates["sink"])
-    labels = {
-        "sink": "bare aiosmtpd sink (discards)",
-        "sqlite": "durable, SQLite (fsync per 250)",
-        "postgresql": "durable, PostgreSQL",
-    }
+        raise
+    return processes
+
+
+def _messages_for(args: argparse.Namespace, sessions: int, size: int) -> int:
+    """Messages per run: fewer for large messages and a single session, so runs are short."""
+    messages = args.messages * 10_240 // max(size, 10_240)
+    if sessions == 1:
+        messages //= 3
+    return max(100, messages)
+
+
+def measure(
+    args: argparse.Namespace,
+    processes: dict[str, tuple[subprocess.Popen[bytes], int]],
+    sessions: int,
+    size: int,
+    sent: dict[str, int],
+) -> dict[str, list[float]]:
+    """Alternate the servers ``--rounds`` times at one load; return each one's rates.
+
+    The machine may be shared, so the servers are measured in turns (each reference,
+    then each backend) and the median of each is reported.
+    """
+    messages = _messages_for(args, sessions, size)
+    warm = min(100, messages)
+    rates: dict[str, list[float]] = {}
+    for name, (_, port) in processes.items():
+        _load(args, port, sessions, warm, size)
+        sent[name] = sent.get(name, 0) + warm
+    for _ in range(args.rounds):
+        for name, (_, port) in processes.items():
+            seconds = _load(args, port, sessions, messages, size)
+            rates.setdefault(name, []).append(messages / seconds)
+            sent[name] = sent.get(name, 0) + messages
+    return rates
+
+
+def _load(args: argparse.Namespace, port: int, sessions: int, messages: int, size: int) -> float:
+    if args.smtp_source:
+        return load_smtp_source(args.smtp_source, port, sessions, messages, size)
+    return load_python(port, sessions, messages, size)
+
+
+def report(sessions: int, size: int, rates: dict[str, list[float]]) -> None:
+    """Print each server's median rate and runs, durable ones with their ratio."""
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    best_sink = max(medians.get("sink", 0.0), medians.get("sink-uvloop", 0.0))
+    print(f"-- {sessions} sessions, {size // 1024} KB messages")
     for name, values in rates.items():
-        rate = statistics.median(values)
         runs = ", ".join(f"{v:.0f}" for v in values)
-        ratio = "" if name == "sink" else f"  ratio {rate / sink:.2f}"
-        print(f"{labels[name]:<32} {rate:7.0f} msg/s{ratio}   (runs: {runs})")
+        ratio = ""
+        if name not in REFERENCES:
+            ratio = f"  ratio {medians[name] / best_sink:.2f} of the faster bare sink"
+        elif name == "smtp-sink":
+            ratio = f"  ({medians[name] / best_sink:.1f}x the faster bare sink)"
+        print(f"   {LABELS[name]:<34} {medians[name]:7.0f} msg/s{ratio}   (runs: {runs})")
+
+
+def _check_counts(durable: dict[str, str], sent: dict[str, int]) -> None:
+    for name, url in durable.items():
+        stored = _count(url)
+        if stored != sent[name]:
+            raise SystemExit(f"{name}: only {stored} of {sent[name]} messages are in the database")
+        print(f"{name}: all {stored} acknowledged messages are in the database")
 
 
 def _postgres_database(admin_url: str) -> tuple[str, str]:
@@ -273,6 +380,9 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=20, help="concurrent SMTP sessions")
     parser.add_argument("--messages", type=int, default=3000, help="messages per measured run")
     parser.add_argument("--size", type=int, default=10_240, help="payload bytes per message")
+    parser.add_argument(
+        "--matrix", action="store_true", help="every load: 1, 20, 100 sessions x 2, 10, 100 KB"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="alternating runs per server")
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="sqlite")
     parser.add_argument(
@@ -282,27 +392,44 @@ def main() -> None:
         ),
         help="an existing database used to create and drop the benchmark database",
     )
+    parser.add_argument(
+        "--smtp-processes", type=int, default=1, help="CANARY_SMTP_PROCESSES of canary serve"
+    )
     parser.add_argument("--client", choices=("auto", "smtp-source", "python"), default="auto")
     parser.add_argument(
-        "--smtp-source",
-        help="path of Postfix's smtp-source (get it without installing Postfix: "
-        "apt-get download postfix && dpkg -x postfix_*.deb /tmp/postfix-bench)",
+        "--postfix",
+        help="directory a Postfix .deb was unpacked into (apt-get download postfix && "
+        "dpkg -x postfix_*.deb DIR); smtp-source and smtp-sink are taken from DIR/usr/sbin",
     )
+    parser.add_argument("--smtp-source", help="path of Postfix's smtp-source (load generator)")
+    parser.add_argument("--smtp-sink", help="path of Postfix's smtp-sink (C reference)")
     parser.add_argument(
         "--with-worker", action="store_true", help="run the analysis worker during the load too"
     )
-    parser.add_argument("--sink-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--sink-only", nargs="?", const="asyncio", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sink_only:
-        run_sink(0)
+        run_sink(0, use_uvloop=args.sink_only == "uvloop")
         return
-    args.smtp_source = None if args.client == "python" else find_smtp_source(args.smtp_source)
+    args.smtp_source = (
+        None
+        if args.client == "python"
+        else find_postfix_tool("smtp-source", args.smtp_source, args.postfix)
+    )
     if args.client == "smtp-source" and not args.smtp_source:
         raise SystemExit("smtp-source not found (see --help)")
+    args.smtp_sink = find_postfix_tool("smtp-sink", args.smtp_sink, args.postfix)
     client = "smtp-source" if args.smtp_source else "python asyncio"
+    loads = (
+        [(n, size) for n in (1, 20, 100) for size in (2048, 10_240, 102_400)]
+        if args.matrix
+        else [(args.sessions, args.size)]
+    )
     print(
-        f"{args.messages} messages of {args.size} bytes, {args.sessions} concurrent sessions, "
-        f"one connection per message, client {client}, {os.cpu_count()} CPUs",
+        f"one connection per message, client {client}, {os.cpu_count()} CPUs, "
+        f"canary serve with {args.smtp_processes} SMTP process(es)"
+        + ("" if args.smtp_sink else "; smtp-sink not found (see --help)")
+        + ("" if _has_uvloop() else "; uvloop not installed"),
         flush=True,
     )
     pg_name = None
@@ -313,7 +440,15 @@ def main() -> None:
         try:
             if args.backend in ("postgresql", "both"):
                 durable["postgresql"], pg_name = _postgres_database(args.postgres_url)
-            measure(args, durable, Path(tmp))
+            processes = start_servers(args, durable, Path(tmp))
+            sent: dict[str, int] = {}
+            try:
+                for sessions, size in loads:
+                    report(sessions, size, measure(args, processes, sessions, size, sent))
+            finally:
+                for process, _ in processes.values():
+                    _stop(process)
+            _check_counts(durable, sent)
         finally:
             if pg_name:
                 _drop_postgres(args.postgres_url, pg_name)
