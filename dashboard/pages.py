@@ -151,30 +151,28 @@ async def source_page(request: web.Request) -> web.Response:
     return render(request, "source.html", await run(_store(request), work))
 
 
-async def sender_authorise(request: web.Request) -> web.Response:
+async def _change_sender(request: web.Request, authorise: bool) -> web.Response:
+    """Authorise or stop authorising the form's domain for the page's source."""
     user = current_user(request)
     source_id = path_id(request)
-    domain = (await request.post()).get("domain")
+    domain = str((await request.post()).get("domain") or "")
     reevaluate = request.app[keys.REEVALUATE]
-    await run(
-        _store(request),
-        lambda s: review.authorise_sender(
-            s, user, source_id, str(domain or ""), "user", reevaluate
-        ),
-    )
+
+    def work(session: Session) -> object:
+        if authorise:
+            return review.authorise_sender(session, user, source_id, domain, "user", reevaluate)
+        return review.revoke_sender(session, user, source_id, domain, reevaluate)
+
+    await run(_store(request), work)
     raise web.HTTPSeeOther(f"/sources/{source_id}")
+
+
+async def sender_authorise(request: web.Request) -> web.Response:
+    return await _change_sender(request, authorise=True)
 
 
 async def sender_revoke(request: web.Request) -> web.Response:
-    user = current_user(request)
-    source_id = path_id(request)
-    domain = (await request.post()).get("domain")
-    reevaluate = request.app[keys.REEVALUATE]
-    await run(
-        _store(request),
-        lambda s: review.revoke_sender(s, user, source_id, str(domain or ""), reevaluate),
-    )
-    raise web.HTTPSeeOther(f"/sources/{source_id}")
+    return await _change_sender(request, authorise=False)
 
 
 async def source_rename(request: web.Request) -> web.Response:

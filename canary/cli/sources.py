@@ -16,6 +16,7 @@ from canary.sources import (
     get_source,
     identity_counts,
     list_sources,
+    sender_domain,
 )
 
 
@@ -61,35 +62,33 @@ def cmd_list(ctx: CliContext) -> None:
     ctx.emit(data, human)
 
 
-def cmd_allow(ctx: CliContext) -> None:
+def _change_sender(ctx: CliContext, authorise: bool) -> dict:
+    """Authorise or stop authorising ``--domain`` for the source; its JSON form after."""
+    args = ctx.args
     with ctx.store.session() as session:
         owner = ctx.user(session)
-        record = authorise_sender(
-            session,
-            owner,
-            ctx.args.source,
-            ctx.args.domain,
-            reason=ctx.args.reason,
-            on_change=reevaluate_after_correction,
-        )
-        source = get_source(session, owner, record.source_id)
-        data = source_dict(source, authorised_domains(session, source))
-        domain = record.domain
+        if authorise:
+            record = authorise_sender(
+                session, owner, args.source, args.domain, args.reason, reevaluate_after_correction
+            )
+            source = get_source(session, owner, record.source_id)
+        else:
+            source = revoke_sender(
+                session, owner, args.source, args.domain, reevaluate_after_correction
+            )
+        return source_dict(source, authorised_domains(session, source))
+
+
+def cmd_allow(ctx: CliContext) -> None:
+    data = _change_sender(ctx, authorise=True)
+    domain = sender_domain(ctx.args.domain)
     ctx.emit(data, lambda: print(f"{domain} may now mail {data['name']!r}'s identities"))
 
 
 def cmd_disallow(ctx: CliContext) -> None:
-    with ctx.store.session() as session:
-        owner = ctx.user(session)
-        source = revoke_sender(
-            session,
-            owner,
-            ctx.args.source,
-            ctx.args.domain,
-            on_change=reevaluate_after_correction,
-        )
-        data = source_dict(source, authorised_domains(session, source))
-    ctx.emit(data, lambda: print(f"{ctx.args.domain} no longer authorised for {data['name']!r}"))
+    data = _change_sender(ctx, authorise=False)
+    domain = sender_domain(ctx.args.domain)
+    ctx.emit(data, lambda: print(f"{domain} is no longer authorised for {data['name']!r}"))
 
 
 def cmd_rename(ctx: CliContext) -> None:
