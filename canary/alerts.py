@@ -31,7 +31,7 @@ from canary.alert_payload import (
 from canary.assessment import IncidentEvent
 from canary.config import Settings
 from canary.confirm import Resolver, system_resolver
-from canary.errors import InvalidInput, NotFound
+from canary.errors import InvalidInput
 from canary.models import (
     Alert,
     AlertChannel,
@@ -44,6 +44,7 @@ from canary.models import (
     as_utc,
     utcnow,
 )
+from canary.ownership import owned
 from canary.store import Store
 
 CHANNEL_KINDS = ("webhook", "email")
@@ -117,10 +118,7 @@ def list_channels(session: Session, owner: User) -> list[AlertChannel]:
 
 def get_channel(session: Session, owner: User, channel_id: int) -> AlertChannel:
     """One of the owner's channels; NotFound for anyone else's."""
-    channel = session.get(AlertChannel, channel_id)
-    if channel is None or channel.owner_id != owner.id:
-        raise NotFound(f"no alert channel {channel_id}")
-    return channel
+    return owned(session, AlertChannel, channel_id, owner, "alert channel")
 
 
 def set_enabled(session: Session, owner: User, channel_id: int, enabled: bool) -> AlertChannel:

@@ -19,7 +19,6 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from canary.errors import NotFound
 from canary.issuance import verify_chain
 from canary.models import (
     Delivery,
@@ -32,6 +31,7 @@ from canary.models import (
     User,
     utcnow,
 )
+from canary.review import get_incident
 
 MANIFEST = "MANIFEST.sha256"
 
@@ -112,9 +112,7 @@ Checking this pack
 
 def build_pack(session: Session, owner: User, incident_id: int) -> EvidencePack:
     """Assemble the evidence pack of one of ``owner``'s incidents."""
-    incident = session.get(Incident, incident_id)
-    if incident is None or incident.owner_id != owner.id:
-        raise NotFound(f"no incident {incident_id}")
+    incident = get_incident(session, owner, incident_id)
     source = session.get(Source, incident.source_id)
     assert source is not None
     findings = incident_findings(session, incident)

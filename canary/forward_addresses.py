@@ -23,6 +23,7 @@ from canary.config import Settings, parse_domain
 from canary.errors import Conflict, InvalidInput, NotFound
 from canary.identity import find_identity
 from canary.models import ForwardAddress, ForwardRule, User, as_utc, utcnow
+from canary.ownership import owned
 from canary.sources import get_source
 
 TOKEN_LIFETIME = timedelta(days=7)
@@ -250,7 +251,4 @@ def list_rules(session: Session, owner: User) -> list[ForwardRule]:
 
 def remove_rule(session: Session, owner: User, rule_id: int) -> None:
     """Stop a rule; NotFound for anyone else's."""
-    rule = session.get(ForwardRule, rule_id)
-    if rule is None or rule.owner_id != owner.id:
-        raise NotFound(f"no forwarding rule {rule_id}")
-    session.delete(rule)
+    session.delete(owned(session, ForwardRule, rule_id, owner, "forwarding rule"))

@@ -41,7 +41,7 @@ from sqlmodel import Session, col
 from sqlmodel import select as sm_select
 
 from canary import metrics
-from canary.alerts import queue_incident_alert
+from canary.alerts import alert_on_incident
 from canary.assessment import (
     IncidentEvent,
     auth_to_json,
@@ -50,13 +50,14 @@ from canary.assessment import (
     record_draft,
     roll_into_incident,
 )
-from canary.attribution import find_tagged, from_organisation, match_recipient
+from canary.attribution import RecipientMatch, find_tagged, from_organisation, match_recipient
 from canary.auth import AuthResult, authenticate
 from canary.campaigns import content_fingerprint
+from canary.catchall import issue_on_first_use, trust_first_sender
 from canary.config import Settings
 from canary.dns import Resolver
 from canary.forwarding import queue_forward
-from canary.models import Delivery, Incident, Message, Source, as_utc, utcnow
+from canary.models import Delivery, Message, Source, as_utc, utcnow
 from canary.signals import Attachment
 from canary.signals import analyse as analyse_signals
 from canary.store import Store
@@ -106,13 +107,21 @@ def assess_delivery(
     parsed: ParsedMessage,
     auth: AuthFacts,
     domains: tuple[str, ...],
+    catchall_daily_limit: int = 0,
 ) -> tuple[FindingDraft | None, IncidentEvent | None]:
     """Attribute one delivery, keep its facts, and record the engine's verdict.
 
     Sets the delivery's identity, source and owner; role mailboxes (postmaster, abuse)
-    are kept apart and get no finding.
+    are kept apart and get no finding. A first message to a catch-all subdomain issues
+    its identity (:mod:`canary.catchall`).
     """
     match = match_recipient(session, delivery.recipient)
+    if match.kind == "unattributed" and catchall_daily_limit:
+        first = issue_on_first_use(
+            session, delivery.recipient, catchall_daily_limit, as_utc(delivery.received_at)
+        )
+        if first is not None:
+            match = RecipientMatch("canary", first.identity, first.source)
     delivery.kind = match.kind
     if match.kind == "role":
         session.add(delivery)
@@ -125,6 +134,7 @@ def assess_delivery(
             source.id,
             identity.owner_id,
         )
+        trust_first_sender(session, identity, source, delivery.id, auth.sender_org)
         others = {
             hit.source_id
             for hit in find_tagged(session, parsed, domains, owner_id=identity.owner_id)
@@ -354,14 +364,16 @@ class Analyzer:
         now = utcnow()
         for delivery in deliveries:
             _, event = assess_delivery(
-                session, message, delivery, parsed, auth, self.settings.domains
+                session,
+                message,
+                delivery,
+                parsed,
+                auth,
+                self.settings.domains,
+                self.settings.catchall_daily_limit,
             )
             if event is not None:
-                incident = session.get(Incident, event.incident_id)
-                if incident is not None:
-                    # A re-opened incident is news to its owner, like a new one.
-                    kind = "grew" if event.event == "grew" else "opened"
-                    queue_incident_alert(session, incident, kind)
+                alert_on_incident(session, event)
                 for hook in self.on_incident:
                     hook(session, event)
         message.header_message_id = parsed.message_id[:998] if parsed.message_id else None

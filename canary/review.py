@@ -19,6 +19,7 @@ from sqlmodel import Session, select
 from canary import sources
 from canary.errors import InvalidInput, NotFound
 from canary.models import INCIDENT_STATUSES, AuthorisedSender, Incident, Source, User, utcnow
+from canary.ownership import owned
 
 SourceChanged = Callable[[Session, Source], None]
 """Called after a correction that may change the verdicts of a source's findings."""
@@ -26,10 +27,7 @@ SourceChanged = Callable[[Session, Source], None]
 
 def get_incident(session: Session, owner: User, incident_id: int) -> Incident:
     """One of ``owner``'s incidents; NotFound for a missing id or anyone else's."""
-    incident = session.get(Incident, incident_id)
-    if incident is None or incident.owner_id != owner.id:
-        raise NotFound(f"no incident {incident_id}")
-    return incident
+    return owned(session, Incident, incident_id, owner, "incident")
 
 
 def set_incident_status(

@@ -17,12 +17,13 @@ from canary.dashboard.auth import current_user
 from canary.dashboard.db import run
 from canary.dashboard.serialize import path_id
 from canary.dashboard.templating import render
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from canary import alerts, forward_addresses, forwarding, outbox
 from canary.errors import CanaryError, NotFound
 from canary.mailer import RelayError, require_relay
 from canary.models import Alert, Forward, Identity, Source, User, utcnow
+from canary.ownership import owned
 from canary.sources import list_sources
 
 
@@ -126,9 +127,7 @@ async def forward_retry(request: web.Request) -> web.Response:
     forward_id = path_id(request)
 
     def retry(session: Session) -> None:
-        row = session.get(Forward, forward_id)
-        if row is None or row.owner_id != user.id:
-            raise NotFound(f"no forward {forward_id}")
+        row = owned(session, Forward, forward_id, user, "forward")
         outbox.retry_now(row, utcnow())
         session.add(row)
 
@@ -228,9 +227,7 @@ async def alert_retry(request: web.Request) -> web.Response:
     alert_id = path_id(request)
 
     def retry(session: Session) -> None:
-        row = session.exec(select(Alert).where(Alert.id == alert_id)).first()
-        if row is None or row.owner_id != user.id:
-            raise NotFound(f"no alert {alert_id}")
+        row = owned(session, Alert, alert_id, user, "alert")
         outbox.retry_now(row, utcnow())
         session.add(row)
 
