@@ -16,7 +16,7 @@ from canary.dashboard import keys
 from canary.dashboard.auth import current_user
 from canary.dashboard.db import run
 from canary.dashboard.serialize import int_param, path_id
-from canary.dashboard.studyapi import (
+from canary.dashboard.studyforms import (
     import_plan,
     personas_csv,
     report_file,

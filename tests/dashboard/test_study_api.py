@@ -82,6 +82,8 @@ async def test_bad_plans_are_refused_with_the_line(client: TestClient, alice: Se
         {"name": "X", "plan": PLAN, "domain": "elsewhere.test"},
         {"name": "X", "plan": PLAN, "locale": "xx_XX"},
         {"name": "X", "plan": PLAN, "auto_confirm": "yes"},
+        {"name": "X" * 201, "plan": PLAN},
+        {"name": "X", "plan": f"name,domains\n{'S' * 201},s.test\n"},
     ):
         await call(client, alice, "POST", "/studies", 400, json=body)
     await call(client, alice, "POST", "/studies", 201, json={"name": "X", "plan": PLAN})
@@ -172,6 +174,9 @@ async def test_signup_times_one_and_in_bulk(
                json={"items": [{"identity": True}]})  # fmt: skip
     await call(client, alice, "POST", "/identities/given", 400, data="alias,when\nx,y\n",
                headers={"Content-Type": "text/csv"})  # fmt: skip
+    not_utf8 = b"identity,given_at\n\xff,now\n"
+    await call(client, alice, "POST", "/identities/given", 400, data=not_utf8,
+               headers={"Content-Type": "text/csv"})  # fmt: skip
     # Bob's identity is unknown to Alice, alone or in a batch, and nothing changes.
     await call(client, alice, "POST", f"/identities/{bob.identity.id}/given", 404, json={})
     missing = await call(client, alice, "POST", "/identities/given", 404,
@@ -219,6 +224,7 @@ async def test_seed_batches_create_list_read_and_csv(
         {"vendor": "V", "count": "ten"},
         {"vendor": "V", "vendor_domains": "v.test"},
         {"vendor": "V", "postal_format": "Suite 1"},
+        {"vendor": "V" * 201},
     ):
         await call(client, alice, "POST", "/seeds", 400, json=body)
     await call(client, bob, "GET", f"/seeds/{made['id']}", 404)
