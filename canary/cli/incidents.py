@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from canary.assessment import reevaluate_after_correction
 from canary.cli.context import CliContext, add_json_flag, add_user_flag
 from canary.evidence_pack import build_pack
-from canary.inbox import incident_dict, list_findings, list_incidents
+from canary.inbox import Page, incident_dict, list_findings, list_incidents
 from canary.models import VERDICTS
 from canary.review import set_incident_status
 from canary.sources import get_source
@@ -21,52 +23,52 @@ def _source_id(ctx: CliContext, session) -> int | None:  # type: ignore[no-untyp
     return get_source(session, ctx.user(session), ctx.args.source).id
 
 
-def cmd_findings(ctx: CliContext) -> None:
+def _list(
+    ctx: CliContext,
+    lister: Callable[..., Page],
+    filters: dict[str, Any],
+    line: Callable[[dict[str, Any]], str],
+    empty: str,
+) -> None:
+    """Print one page of ``lister``'s rows for the acting user, one line each."""
     with ctx.store.session() as session:
-        page = list_findings(
+        page = lister(
             session,
             ctx.user(session),
             source_id=_source_id(ctx, session),
-            verdict=ctx.args.verdict,
             limit=ctx.args.limit,
+            **filters,
         )
     data = page.items
 
     def human() -> None:
         if not data:
-            print("no findings")
-        for f in data:
-            when = f["created_at"].strftime("%Y-%m-%d %H:%M")
-            print(
-                f"{f['id']:>6}  {when}  {f['verdict']:<16} {f.get('source') or '-':<20} "
-                f"{f['sentence']}"
-            )
+            print(empty)
+        for row in data:
+            print(line(row))
 
     ctx.emit(data, human)
+
+
+def _finding_line(f: dict[str, Any]) -> str:
+    when = f["created_at"].strftime("%Y-%m-%d %H:%M")
+    return f"{f['id']:>6}  {when}  {f['verdict']:<16} {f.get('source') or '-':<20} {f['sentence']}"
+
+
+def _incident_line(i: dict[str, Any]) -> str:
+    orgs = ", ".join(i["organisations"]) or "-"
+    return (
+        f"{i['id']:>5}  {i['status']:<9} {i['kind']:<16} {i['source'] or '-':<20} "
+        f"{i['finding_count']:>4} findings  {orgs}"
+    )
+
+
+def cmd_findings(ctx: CliContext) -> None:
+    _list(ctx, list_findings, {"verdict": ctx.args.verdict}, _finding_line, "no findings")
 
 
 def cmd_incidents(ctx: CliContext) -> None:
-    with ctx.store.session() as session:
-        page = list_incidents(
-            session,
-            ctx.user(session),
-            source_id=_source_id(ctx, session),
-            status=ctx.args.status,
-            limit=ctx.args.limit,
-        )
-    data = page.items
-
-    def human() -> None:
-        if not data:
-            print("no incidents")
-        for i in data:
-            orgs = ", ".join(i["organisations"]) or "-"
-            print(
-                f"{i['id']:>5}  {i['status']:<9} {i['kind']:<16} {i['source'] or '-':<20} "
-                f"{i['finding_count']:>4} findings  {orgs}"
-            )
-
-    ctx.emit(data, human)
+    _list(ctx, list_incidents, {"status": ctx.args.status}, _incident_line, "no incidents")
 
 
 def _set_status(ctx: CliContext, status: str) -> None:

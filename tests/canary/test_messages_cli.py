@@ -105,3 +105,43 @@ async def test_worker_once_analyses_the_queue(
         await running.stop()
     assert main(["worker", "--once"]) == 0
     assert "analysed 1 message(s)" in capsys.readouterr().out
+
+
+async def test_findings_and_incidents_lists_and_acting_on_an_incident(
+    store: Store,
+    settings: Settings,
+    owner: User,
+    cli_env: None,
+    capsys: pytest.CaptureFixture[str],
+    dns_server: TestDnsServer,
+) -> None:
+    dns_server.spf_pass_from_loopback("shop.test")
+    dns_server.spf_pass_from_loopback("brokerx.test")
+    shop = add_source(store, owner, "Shop", ["shop.test"])
+    add_identity(store, owner, shop, "k3m9abc", "Marc Q Kollier")
+    running = await start_server(store, settings)
+    try:
+        for sender in ("b@shop.test", "b@brokerx.test"):
+            content = message_bytes(sender).replace(b"news@shop.test", sender.encode())
+            reply = await send_message(
+                running.host, running.port, sender, ["k3m9abc@canary.test"], content
+            )
+            assert reply.code == 250
+    finally:
+        await running.stop()
+    Analyzer(store, settings).drain()
+
+    assert main(["findings", "--user", "alice", "--json"]) == 0
+    findings = json.loads(capsys.readouterr().out)
+    assert sorted(f["verdict"] for f in findings) == ["expected", "shared"]
+    assert main(["findings", "--user", "alice", "--verdict", "shared"]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    assert "shared" in line and "Shop" in line and "brokerx.test" in line
+
+    assert main(["incidents", "--user", "alice", "--source", "shop", "--json"]) == 0
+    [incident] = json.loads(capsys.readouterr().out)
+    assert incident["kind"] == "shared" and incident["organisations"] == ["brokerx.test"]
+    assert main(["incident", "dismiss", str(incident["id"]), "--user", "alice"]) == 0
+    assert f"incident {incident['id']} is dismissed" in capsys.readouterr().out
+    assert main(["incidents", "--user", "alice", "--status", "open"]) == 0
+    assert capsys.readouterr().out.strip() == "no incidents"
