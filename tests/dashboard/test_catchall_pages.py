@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp.test_utils import TestClient
 from sqlmodel import select
 
+from canary.catchall import claim_subdomain, issue_on_first_use
 from canary.models import AuthorisedSender, CatchAllDomain, Delivery, Identity, Source
 from canary.sources import add_source
 from canary.store import Store
@@ -95,3 +96,17 @@ async def test_renaming_merging_and_revoking_on_the_source_page(
         assert bob_source is not None and bob_source.name == bob.source.name
         assert session.get(Identity, bob.identity.id).source_id == bob.source.id  # type: ignore[union-attr]
         assert session.get(Delivery, bob.delivery.id).source_id == bob.source.id  # type: ignore[union-attr]
+
+
+async def test_a_catch_all_identity_page_has_no_empty_name(
+    client: TestClient, store: Store, alice: Seeded
+) -> None:
+    with store.session() as session:
+        claim_subdomain(session, alice.user, "alice.canary.test", ["canary.test"])
+        first = issue_on_first_use(session, "forum@alice.canary.test", daily_limit=10)
+        assert first is not None
+        identity_id = first.identity.id
+    await login(client, "alice")
+    page = await (await client.get(f"/identities/{identity_id}")).text()
+    assert "forum@alice.canary.test" in page and 'id="name"' not in page
+    assert "no tagged name" in page
