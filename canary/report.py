@@ -115,6 +115,15 @@ class Report:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (times as ISO strings, shares rounded to 4 places)."""
         return {
+            **self.summary(),
+            "graph": graph_json(self),
+            "site_results": [asdict(s) for s in self.site_results],
+            "definitions": DEFINITIONS,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """:meth:`as_dict` without the per-site rows and the graph (cheap for big studies)."""
+        return {
             "study": self.study,
             "generated_at": self.generated_at.isoformat(),
             "sites": self.sites,
@@ -130,9 +139,6 @@ class Report:
             "days_to_first_third_party": self.days_to_first_third_party,
             "cdf": [{"days": d, "share": round(s, 4)} for d, s in self.cdf],
             "top_third_parties": [{"org": o, "sites": n} for o, n in self.top_third_parties],
-            "graph": graph_json(self),
-            "site_results": [asdict(s) for s in self.site_results],
-            "definitions": DEFINITIONS,
         }
 
 

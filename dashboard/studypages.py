@@ -149,7 +149,7 @@ async def study_page(
     data = await run(_store(request), work)
     report = data["report"]
     data.update(
-        r=report.as_dict(),
+        r=report.summary(),
         graph=Markup(graph_svg(report)),
         graph_caption=caption(report),
         plot=Markup(cdf_svg(report)),
