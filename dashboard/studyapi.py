@@ -24,11 +24,14 @@ from canary.dashboard.studyforms import (
     MAX_GIVEN,
     batch_json,
     bool_field,
+    given_from_csv,
     import_plan,
     persona_rows,
+    plain_text,
     report_file,
     seed_batch_request,
     seed_layout,
+    signup_time,
     string_field,
     study_json,
 )
@@ -49,8 +52,6 @@ from canary.seeds import (
 from canary.study import (
     get_study,
     list_studies,
-    parse_given_csv,
-    parse_time,
     record_given,
     set_auto_confirm,
 )
@@ -141,7 +142,7 @@ async def identity_given(request: web.Request) -> web.Response:
     user = current_user(request)
     identity_id = path_id(request)
     body = await json_body(request)
-    at = parse_time(string_field(body, "given_at") or "now")
+    at = signup_time(string_field(body, "given_at"))
 
     def work(session: Session) -> dict[str, Any]:
         (identity,) = record_given(session, user, [(str(identity_id), at)])
@@ -157,7 +158,7 @@ async def identities_given(request: web.Request) -> web.Response:
             text = (await request.read()).decode("utf-8-sig")
         except UnicodeDecodeError:
             raise InvalidInput("the CSV must be UTF-8 text") from None
-        entries = parse_given_csv(text)
+        entries = given_from_csv(text)
     else:
         items = (await json_body(request)).get("items")
         if not isinstance(items, list) or not items:
@@ -171,7 +172,8 @@ async def identities_given(request: web.Request) -> web.Response:
                 ref = str(ref)
             if not isinstance(ref, str) or not ref.strip():
                 raise InvalidInput(f"items[{n}].identity must be an id or an alias")
-            entries.append((ref.strip(), parse_time(string_field(item, "given_at") or "now")))
+            ref = plain_text(ref, f"items[{n}].identity").strip()
+            entries.append((ref, signup_time(string_field(item, "given_at"))))
     if not entries:
         raise InvalidInput("no signup times given")
     if len(entries) > MAX_GIVEN:

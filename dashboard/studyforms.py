@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -32,7 +33,9 @@ from canary.sources import authorised_domains
 from canary.study import (
     MAX_PERSONAS_PER_SITE,
     import_study,
+    parse_given_csv,
     parse_plan,
+    parse_time,
     study_personas,
 )
 
@@ -52,6 +55,13 @@ REPORT_FILES = {
 MAX_NAME = 200  # the length of names the database keeps (studies, sources, labels)
 
 
+def plain_text(value: str, name: str) -> str:
+    """``value`` unless it holds a NUL character, which no text column can store."""
+    if "\x00" in value:
+        raise InvalidInput(f"{name} contains a NUL character")
+    return value
+
+
 def string_field(body: dict[str, Any], name: str, default: str = "") -> str:
     """A text field, stripped; InvalidInput when it is anything but text."""
     value = body.get(name, default)
@@ -59,7 +69,25 @@ def string_field(body: dict[str, Any], name: str, default: str = "") -> str:
         return default
     if not isinstance(value, str):
         raise InvalidInput(f"{name} must be text")
-    return value.strip()
+    return plain_text(value, name).strip()
+
+
+def signup_time(text: str) -> datetime:
+    """A signup time (ISO 8601 or ``now``) that every database can store, in UTC."""
+    return _storable(parse_time(plain_text(text, "given_at") or "now"))
+
+
+def _storable(moment: datetime) -> datetime:
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:00-05:00 is past the end of time in UTC
+        raise InvalidInput(f"{moment.isoformat()} is out of range") from None
+
+
+def given_from_csv(text: str) -> list[tuple[str, datetime]]:
+    """Signup times from CSV text (``identity,given_at``), each one storable."""
+    entries = parse_given_csv(plain_text(text, "the CSV"))
+    return [(ref, _storable(at)) for ref, at in entries]
 
 
 def bool_field(body: dict[str, Any], name: str) -> bool:
@@ -75,6 +103,8 @@ def domains_field(body: dict[str, Any], name: str) -> list[str]:
     value = body.get(name) or []
     if not isinstance(value, list) or not all(isinstance(d, str) for d in value):
         raise InvalidInput(f"{name} must be a list of domain names")
+    for domain in value:
+        plain_text(domain, name)
     return value
 
 

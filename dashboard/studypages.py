@@ -17,11 +17,14 @@ from canary.dashboard.auth import current_user
 from canary.dashboard.db import run
 from canary.dashboard.serialize import int_param, path_id
 from canary.dashboard.studyforms import (
+    given_from_csv,
     import_plan,
     personas_csv,
+    plain_text,
     report_file,
     seed_batch_request,
     seed_layout,
+    signup_time,
 )
 from canary.dashboard.templating import render
 from markupsafe import Markup
@@ -47,8 +50,6 @@ from canary.sources import authorised_domains
 from canary.study import (
     get_study,
     list_studies,
-    parse_given_csv,
-    parse_time,
     record_given,
     set_auto_confirm,
     study_sites,
@@ -190,12 +191,12 @@ async def study_given(request: web.Request) -> web.Response:
     try:
         csv_text = _upload(form, "csv_file")
         if csv_text:
-            entries = parse_given_csv(csv_text)
+            entries = given_from_csv(csv_text)
         else:
             identity = _text(form, "identity")
             if not identity:
                 raise InvalidInput("give a persona (id or alias) and the time of the signup")
-            entries = [(identity, parse_time(_text(form, "given_at") or "now"))]
+            entries = [(plain_text(identity, "persona"), signup_time(_text(form, "given_at")))]
         if not entries:
             raise InvalidInput("the CSV lists no signup times")
         count = await run(_store(request), lambda s: _record_for_study(s, user, study_id, entries))

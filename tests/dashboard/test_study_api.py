@@ -83,6 +83,7 @@ async def test_bad_plans_are_refused_with_the_line(client: TestClient, alice: Se
         {"name": "X", "plan": PLAN, "locale": "xx_XX"},
         {"name": "X", "plan": PLAN, "auto_confirm": "yes"},
         {"name": "X" * 201, "plan": PLAN},
+        {"name": "X\x00", "plan": PLAN},
         {"name": "X", "plan": f"name,domains\n{'S' * 201},s.test\n"},
     ):
         await call(client, alice, "POST", "/studies", 400, json=body)
@@ -169,9 +170,13 @@ async def test_signup_times_one_and_in_bulk(
     bad = await call(client, alice, "POST", f"/identities/{first['identity_id']}/given", 400,
                      json={"given_at": "last tuesday"})  # fmt: skip
     assert "ISO 8601" in bad["error"]["message"]
+    await call(client, alice, "POST", f"/identities/{first['identity_id']}/given", 400,
+               json={"given_at": "9999-12-31T23:00:00-05:00"})  # fmt: skip
     await call(client, alice, "POST", "/identities/given", 400, json={"items": []})
     await call(client, alice, "POST", "/identities/given", 400,
                json={"items": [{"identity": True}]})  # fmt: skip
+    await call(client, alice, "POST", "/identities/given", 400,
+               json={"items": [{"identity": "a\x00b"}]})  # fmt: skip
     await call(client, alice, "POST", "/identities/given", 400, data="alias,when\nx,y\n",
                headers={"Content-Type": "text/csv"})  # fmt: skip
     not_utf8 = b"identity,given_at\n\xff,now\n"
