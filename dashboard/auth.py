@@ -252,6 +252,18 @@ async def _check_csrf(request: web.Request, session: SessionData) -> None:
         )
 
 
+def _refuse_repeated_parameters(request: web.Request) -> None:
+    # Every API query parameter has one value. Taking the first of several would let a
+    # proxy or log that reads the last one disagree with what was done (parameter
+    # pollution), so a repeated one is refused instead.
+    if not is_api(request):
+        return
+    query = request.query
+    repeated = sorted(name for name in set(query) if len(query.getall(name)) > 1)
+    if repeated:
+        raise ApiError(400, "invalid_input", f"query parameter {repeated[0]!r} given twice")
+
+
 def _set_cookie(request: web.Request, response: web.StreamResponse) -> None:
     codec: SessionCodec = request.app[keys.SESSION_CODEC]
     response.set_cookie(
@@ -284,6 +296,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             )
         request[keys.USER] = user
         request[keys.SESSION] = SessionData.anonymous(codec.clock())
+        _refuse_repeated_parameters(request)
         return await handler(request)
 
     session = codec.loads(request.cookies.get(SESSION_COOKIE))
@@ -308,6 +321,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise web.HTTPSeeOther(location=f"/login?next={request.path_qs}")
     if request.method not in SAFE_METHODS:
         await _check_csrf(request, session)
+    _refuse_repeated_parameters(request)
 
     try:
         response = await handler(request)

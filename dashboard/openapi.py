@@ -23,6 +23,8 @@ def _q(name: str, description: str, kind: str = "string", **extra: Any) -> dict[
         "in": "query",
         "required": False,
         "description": description,
+        # An empty value counts as absent (HTML forms send empty fields).
+        "allowEmptyValue": True,
         "schema": {"type": kind, **extra},
     }
 

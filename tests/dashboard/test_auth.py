@@ -1,4 +1,4 @@
-"""Session cookies, the login limiter and the first-run address check, without a server."""
+"""Session cookies, the login limiter, the signing key, and request hygiene of the API."""
 
 from __future__ import annotations
 
@@ -53,3 +53,18 @@ def test_secret_is_created_once_and_private(tmp_path: Any) -> None:
     assert len(first) == 32
     assert load_secret(path) == first
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+async def test_a_repeated_api_parameter_is_refused_not_guessed(client: Any, alice: Any) -> None:
+    """``?q=a&q=b`` could mean either; a proxy reading the last would disagree with us."""
+    headers = {"Authorization": f"Bearer {alice.token}"}
+    once = await client.get("/api/v1/trace?q=x", headers=headers)
+    assert once.status == 200
+    twice = await client.get("/api/v1/trace?q=x&q=y", headers=headers)
+    assert twice.status == 400
+    assert (await twice.json())["error"] == {
+        "code": "invalid_input",
+        "message": "query parameter 'q' given twice",
+    }
+    anonymous = await client.get("/api/v1/trace?q=x&q=y")
+    assert anonymous.status == 401  # who is asking is decided first
