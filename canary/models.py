@@ -218,15 +218,17 @@ class Finding(SQLModel, table=True):
 
     __tablename__ = "finding"
     __table_args__ = (
-        # A user's current findings by verdict, per source: the overview (0007).
+        # A user's current findings by verdict, per source or by time: the overview (0007).
         Index(
             "ix_finding_owner_verdict_source",
             "owner_id",
             "verdict",
-            "source_id",
             "superseded_at",
             "created_at",
+            "source_id",
         ),
+        # One source's findings, newest first (0007).
+        Index("ix_finding_source_owner", "source_id", "owner_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
