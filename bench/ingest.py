@@ -238,6 +238,8 @@ def _durable_env(url: str, data_dir: Path, processes: int) -> dict[str, str]:
         CANARY_HTTP_PORT="0",
         CANARY_SMTP_HOSTNAME="mx.bench",
         CANARY_SMTP_PROCESSES=str(processes),
+        # Every session of the load comes from 127.0.0.1: lift the per-address cap.
+        CANARY_SMTP_MAX_CONNECTIONS_PER_IP="1000",
         CANARY_LOG_LEVEL="WARNING",
     )
     return env
