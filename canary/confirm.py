@@ -11,9 +11,11 @@ Safety rules, in the order they are checked (a refusal is recorded, never retrie
    authorised domains (not its email provider's click tracker, not anyone else's);
 2. only the default ports 80 and 443;
 3. the host is resolved first and *every* address must be public: private, loopback,
-   link-local, multicast, reserved, shared (CGNAT) and unspecified addresses are
-   refused before any connection is made, unless the caller passes
-   ``allow_private=True`` (tests on 127.0.0.1 only);
+   link-local, multicast, reserved, shared (CGNAT) and unspecified addresses, and IPv6
+   addresses that embed one (IPv4-mapped, NAT64, 6to4, Teredo), are refused before any
+   connection is made, unless the caller passes ``allow_private=True`` (tests on
+   127.0.0.1 only). A host written as a number in any form a C library accepts
+   (``2130706433``, ``0177.0.0.1``, ``0x7f.1``, ``127.1``) is that address, never a name;
 4. the connection goes to the vetted address (no second lookup an attacker could
    rebind), one GET, no cookies kept or sent, redirects not followed, a short timeout
    and a cap on the bytes read.
@@ -116,14 +118,54 @@ def confirmation_links(text: str, markup: str, site_domains: Sequence[str]) -> l
 # ---------------------------------------------------------------------- addresses
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NUMERIC_HOST = re.compile(r"^[0-9a-fx.]+$", re.I)
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries to a v4 host, if any."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]  # the client behind the relay
+    return None
+
+
+def literal_address(host: str) -> str | None:
+    """The address ``host`` spells when it is a number rather than a name, else None.
+
+    Besides dotted quads and IPv6, C libraries accept ``2130706433``, ``0177.0.0.1``,
+    ``0x7f.1`` and ``127.1`` as 127.0.0.1; a resolver would pass them through, so they
+    are vetted as the addresses they are.
+    """
+    bare = host.strip("[]")
+    try:
+        return str(ipaddress.ip_address(bare))
+    except ValueError:
+        pass
+    if _NUMERIC_HOST.match(bare):
+        try:
+            return socket.inet_ntoa(socket.inet_aton(bare))
+        except OSError:
+            return None
+    return None
+
+
 def address_refusal(address: str) -> str | None:
     """Why connecting to ``address`` is not allowed, or None for a public address."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return f"{address!r} is not an IP address"
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None:
+            reason = address_refusal(str(embedded))
+            return f"{address} embeds {reason}" if reason else None
     for attribute in ("loopback", "link_local", "multicast", "private", "reserved", "unspecified"):
         if getattr(ip, f"is_{attribute}"):
             return f"{address} is a {attribute.replace('_', '-')} address"
@@ -136,6 +178,31 @@ def system_resolver(host: str, port: int) -> list[str]:
     """The host's addresses from the system resolver, in its order, without duplicates."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def dns_resolver(nameservers: Sequence[tuple[str, int]], timeout: float = 5.0) -> Resolver:
+    """A resolver asking the given DNS servers (``CANARY_DNS_SERVERS``) for A and AAAA."""
+    import dns.exception
+    import dns.nameserver
+    import dns.resolver
+
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = [dns.nameserver.Do53Nameserver(h, p) for h, p in nameservers]
+    resolver.timeout = resolver.lifetime = timeout
+
+    def resolve(host: str, port: int) -> list[str]:
+        addresses: list[str] = []
+        for rdtype in ("A", "AAAA"):
+            try:
+                answer = resolver.resolve(host, rdtype, search=False, raise_on_no_answer=False)
+            except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+                continue
+            except dns.exception.DNSException as exc:
+                raise OSError(f"DNS lookup of {host} failed: {exc}") from exc
+            addresses += [r.address for r in answer.rrset or ()]  # type: ignore[attr-defined]
+        return list(dict.fromkeys(addresses))
+
+    return resolve
 
 
 class _PinnedHTTP(http.client.HTTPConnection):
@@ -182,8 +249,9 @@ def fetch_once(
     if allowed_ports is not None and port not in allowed_ports:
         return FetchOutcome("refused", detail=f"port {port} not allowed")
     host = parts.hostname
+    literal = literal_address(host)
     try:
-        addresses = list(resolve(host, port))
+        addresses = [literal] if literal else list(resolve(host, port))
     except (OSError, UnicodeError) as exc:
         return FetchOutcome("error", detail=f"cannot resolve {host}: {exc}")
     if not addresses:
