@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass, field
 from email import policy
 from email.feedparser import BytesFeedParser
+from email.header import decode_header, make_header
 from email.headerregistry import Address
 from email.message import Message
 from email.parser import BytesHeaderParser
@@ -236,6 +237,33 @@ def _walk(msg: Message) -> tuple[list[Message], bool]:
     return leaves, truncated
 
 
+def _filename(part: Message) -> str | None:
+    """The part's file name, RFC 2231 and RFC 2047 decoded, on one line; None if absent.
+
+    The compat32 tree says cheaply whether there is a name, but turns 8-bit names into
+    replacement characters; the modern header parser then reads the name properly (raw
+    UTF-8, RFC 2231, and encoded words inside the quotes, which break RFC 2047 but are
+    sent by mailers and shown decoded by mail clients).
+    """
+    filename = None
+    try:
+        filename = part.get_filename()
+        if filename is None:
+            return None
+        for header, param in (("content-disposition", "filename"), ("content-type", "name")):
+            raw = next((v for k, v in part.raw_items() if k.lower() == header), "")
+            if raw and len(raw) <= MAX_HEADER_CHARS:
+                value = policy.default.header_fetch_parse(header, raw).params.get(param)
+                if value:
+                    filename = value
+                    break
+        if "=?" in filename:
+            filename = str(make_header(decode_header(filename)))
+    except Exception:  # an undecodable name is kept as far as it was read, or dropped
+        pass
+    return _one_line(filename, 255) if filename else None
+
+
 def _attachment(part: Message) -> tuple[Attachment, bytes]:
     """An attached part's description and its decoded bytes (empty when undecodable)."""
     try:
@@ -243,12 +271,8 @@ def _attachment(part: Message) -> tuple[Attachment, bytes]:
     except Exception:
         payload = None
     data = payload if isinstance(payload, bytes) else b""
-    try:
-        filename = part.get_filename()
-    except Exception:
-        filename = None
     attachment = Attachment(
-        filename=_one_line(filename, 255) if filename else None,
+        filename=_filename(part),
         content_type=_clean(part.get_content_type(), 255),
         size=len(data),
         sha256=hashlib.sha256(data).hexdigest(),

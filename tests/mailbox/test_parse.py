@@ -188,3 +188,26 @@ def test_any_bytes_parse_without_raising(raw: bytes) -> None:
         assert "\r" not in value and "\n" not in value and "\x00" not in value
         value.encode("utf-8")
     assert "\x00" not in p.text + p.html
+
+
+@pytest.mark.parametrize(
+    "disposition,expected",
+    [
+        (b'filename="=?utf-8?q?../encoded.html?="', "../encoded.html"),
+        ('filename="ФНС_РФ558.zip"'.encode(), "ФНС_РФ558.zip"),
+        (b"filename*=utf-8''%D0%A4%D0%9D%D0%A1.zip", "ФНС.zip"),
+        (b'filename="=?utf-8?b?' + b"aGkNCkJjYzogeEB5LnRlc3Q=" + b'?="', "hi  Bcc: x@y.test"),
+    ],
+    ids=["encoded-word", "raw-utf8", "rfc2231", "encoded-crlf"],
+)
+def test_attachment_names_are_decoded_as_mail_clients_show_them(
+    disposition: bytes, expected: str
+) -> None:
+    raw = (
+        b"Content-Type: multipart/mixed; boundary=Q\r\n\r\n--Q\r\n"
+        b"Content-Type: application/octet-stream\r\nContent-Disposition: attachment; "
+        + disposition
+        + b"\r\n\r\ndata\r\n--Q--\r\n"
+    )
+    [attachment] = parse_message(raw).attachments
+    assert attachment.filename == expected
