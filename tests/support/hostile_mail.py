@@ -106,7 +106,10 @@ def broken_base64() -> dict[str, bytes]:
 
 def broken_quoted_printable() -> dict[str, bytes]:
     """Quoted-printable with bad escapes, dangling soft breaks and raw 8-bit."""
-    cte = b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n"
+    cte = (
+        b"Content-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n"
+    )
     bodies = {
         "bad-escape": b"a=ZZb=G1c\r\n",
         "lowercase-hex": b"caf=c3=a9\r\n",
