@@ -6,9 +6,11 @@ every described path is routed, so the two cannot drift apart.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from aiohttp import web
+from canary.dashboard import keys
 from canary.dashboard.openapi_catchall import CATCHALL_SCHEMAS, catchall_paths
 from canary.dashboard.openapi_studies import STUDY_SCHEMAS, study_paths
 
@@ -202,8 +204,18 @@ PATHS.update(study_paths(_op, _q, _ID))
 PATHS.update(catchall_paths(_op, _ID))
 
 
-def document() -> dict[str, Any]:
-    """The OpenAPI document."""
+def _with_domains(schemas: dict[str, Any], domains: tuple[str, ...]) -> dict[str, Any]:
+    """The schemas with ``domain`` fields limited to this service's canary domains."""
+    schemas = copy.deepcopy(schemas)
+    for name in ("NewIdentity", "NewStudy", "NewSeedBatch"):
+        field = schemas.get(name, {}).get("properties", {}).get("domain")
+        if field is not None:
+            field["enum"] = list(domains)
+    return schemas
+
+
+def document(domains: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The OpenAPI document; ``domains`` (the service's canary domains) become enums."""
     return {
         "openapi": "3.1.0",
         "info": {
@@ -217,7 +229,7 @@ def document() -> dict[str, Any]:
         "security": [{"bearer": []}],
         "paths": PATHS,
         "components": {
-            "schemas": _SCHEMAS,
+            "schemas": _with_domains(_SCHEMAS, domains) if domains else _SCHEMAS,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
@@ -225,4 +237,4 @@ def document() -> dict[str, Any]:
 
 async def openapi_json(request: web.Request) -> web.Response:
     """Serve the OpenAPI document (public: it describes, it reveals no data)."""
-    return web.json_response(document())
+    return web.json_response(document(request.app[keys.SETTINGS].domains))

@@ -9,10 +9,53 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from faker.config import AVAILABLE_LOCALES
+
 _TIME = {"type": "string", "format": "date-time"}
 _TIME_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
 _COUNTS = {"type": "object", "additionalProperties": {"type": "integer"}}
 _DOMAINS = {"type": "array", "items": {"type": "string"}}
+# Request schemas describe what the server accepts; where its rules do not fit a regular
+# expression (unique site names in a plan, real dates), the pattern is a simpler subset
+# and the description gives the full rule.
+_NO_NUL = "[^\\u0000]*"
+_NAME = {
+    "type": "string",
+    "maxLength": 200,
+    "pattern": f"^{_NO_NUL}[A-Za-z0-9]{_NO_NUL}$",
+    "description": "up to 200 characters with at least one letter or digit",
+}
+_DOMAIN = "[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?"
+_DOMAIN_LIST = {
+    "type": "array",
+    "items": {"type": "string", "pattern": f"^({_DOMAIN}\\.)+[a-z]{{2,10}}$"},
+}
+_GIVEN_AT = {
+    "type": "string",
+    "description": "ISO 8601 date or date-time of the signup (naive: UTC), or now (default)",
+    "pattern": "^(now|(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+    "(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\\.[0-9]{1,6})?)?"
+    "(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])?)?)$",
+}
+_PLAN = {
+    "type": "string",
+    "description": "CSV with a header row: name,url,domains,category and an optional "
+    "personas column; domains separated by spaces, ';' or '|' (the url's host when empty); "
+    "site names unique. The pattern shows the simplest plan, one site.",
+    "pattern": f"^name,domains\\r?\\n[A-Za-z0-9][A-Za-z0-9 ]{{0,40}},{_DOMAIN}\\.test\\r?\\n?$",
+}
+_GIVEN_CSV = {
+    "type": "string",
+    "description": "CSV with identity (id or alias) and given_at columns, in any order; "
+    "the pattern shows the simplest form, ids and dates.",
+    "pattern": "^identity,given_at(\\r?\\n[1-9][0-9]{0,8},(now|20[0-9]{2}-(0[1-9]|1[0-2])-"
+    "(0[1-9]|1[0-9]|2[0-8])))+\\r?\\n?$",
+}
+_COLUMNS_PATTERN = (
+    "^ *((([^,=]*= *)?(name|first_name|middle|last_name|email|postal_line|code|vendor|batch)"
+    "|[^,=]*= *const:[^,]*|const:[^,=]*) *)(, *(([^,=]*= *)?(name|first_name|middle|"
+    "last_name|email|postal_line|code|vendor|batch)|[^,=]*= *const:[^,]*|const:[^,=]*) *)*$"
+)
 
 STUDY_SCHEMAS: dict[str, Any] = {
     "Study": {
@@ -42,13 +85,10 @@ STUDY_SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["name", "plan"],
         "properties": {
-            "name": {"type": "string"},
-            "plan": {
-                "type": "string",
-                "description": "CSV with a header row: name,url,domains,category[,personas]",
-            },
+            "name": _NAME,
+            "plan": _PLAN,
             "personas_per_site": {"type": "integer", "minimum": 1, "maximum": 100, "default": 1},
-            "locale": {"type": "string", "description": "Faker locale, e.g. de_DE"},
+            "locale": {"type": "string", "enum": sorted(AVAILABLE_LOCALES)},
             "style": {"type": "string", "enum": ["token", "words", "slug"]},
             "domain": {"type": "string", "description": "one of the service's canary domains"},
             "auto_confirm": {"type": "boolean", "default": False},
@@ -165,12 +205,7 @@ STUDY_SCHEMAS: dict[str, Any] = {
     },
     "Given": {
         "type": "object",
-        "properties": {
-            "given_at": {
-                "type": "string",
-                "description": "ISO 8601 time of the signup (naive: UTC), or now (default)",
-            }
-        },
+        "properties": {"given_at": _GIVEN_AT},
     },
     "GivenBulk": {
         "type": "object",
@@ -184,8 +219,12 @@ STUDY_SCHEMAS: dict[str, Any] = {
                     "type": "object",
                     "required": ["identity"],
                     "properties": {
-                        "identity": {"type": ["string", "integer"], "description": "id or alias"},
-                        "given_at": {"type": "string"},
+                        "identity": {
+                            "type": ["string", "integer"],
+                            "description": "id or alias",
+                            "pattern": f"^{_NO_NUL}[^\\s\\u0000]{_NO_NUL}$",
+                        },
+                        "given_at": _GIVEN_AT,
                     },
                 },
             }
@@ -200,14 +239,23 @@ STUDY_SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["vendor"],
         "properties": {
-            "vendor": {"type": "string", "description": "a source; created when new"},
+            "vendor": {
+                **_NAME,
+                "pattern": f"^{_NO_NUL}[A-Za-z]{_NO_NUL}$",
+                "description": "a source (id or name; created when new), with a letter",
+            },
             "count": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 10},
-            "vendor_domains": _DOMAINS,
-            "company_domains": _DOMAINS,
-            "postal_format": {"type": "string", "default": "Suite {code}"},
-            "label": {"type": "string"},
+            "vendor_domains": _DOMAIN_LIST,
+            "company_domains": _DOMAIN_LIST,
+            "postal_format": {
+                "type": "string",
+                "default": "Suite {code}",
+                "pattern": f"^{_NO_NUL}\\{{code\\}}{_NO_NUL}$",
+                "description": "the tagged postal line; {code} becomes the seed's code",
+            },
+            "label": {"type": "string", "pattern": f"^{_NO_NUL}$"},
             "style": {"type": "string", "enum": ["token", "words", "slug"]},
-            "domain": {"type": "string"},
+            "domain": {"type": "string", "description": "one of the service's canary domains"},
         },
     },
     "SeedBatch": {
@@ -243,7 +291,11 @@ def study_paths(
     id_param: dict[str, Any],
 ) -> dict[str, Any]:
     """The paths, built with openapi.py's operation and parameter helpers."""
-    columns = q("columns", "column layout, e.g. 'Full name=name,E-mail=email,Country=const:DE'")
+    columns = q(
+        "columns",
+        "column layout, e.g. 'Full name=name,E-mail=email,Country=const:DE'",
+        pattern=_COLUMNS_PATTERN,
+    )
     delimiter = q("delimiter", "CSV delimiter", enum=[",", ";", "|", "tab"])
 
     return {
@@ -288,7 +340,7 @@ def study_paths(
                 "Record signup times of many identities (JSON, or CSV identity,given_at)",
                 body_media={
                     "application/json": {"schema": {"$ref": "#/components/schemas/GivenBulk"}},
-                    "text/csv": {"schema": {"type": "string"}},
+                    "text/csv": {"schema": _GIVEN_CSV},
                 },
                 response="Recorded",
             )

@@ -48,7 +48,7 @@ async def json_body(request: web.Request) -> dict[str, Any]:
 def path_id(request: web.Request, name: str = "id") -> int:
     """An integer id from the URL; anything else is simply not found."""
     raw = request.match_info[name]
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # "²".isdigit() is true
         raise NotFound(f"no such {name}")
     return int(raw)
 

@@ -24,6 +24,7 @@ from canary.dashboard.studyforms import (
     MAX_GIVEN,
     batch_json,
     bool_field,
+    checked_refs,
     given_from_csv,
     import_plan,
     persona_rows,
@@ -142,7 +143,7 @@ async def identity_given(request: web.Request) -> web.Response:
     user = current_user(request)
     identity_id = path_id(request)
     body = await json_body(request)
-    at = signup_time(string_field(body, "given_at"))
+    at = signup_time(string_field(body, "given_at", "now", nonempty=True))
 
     def work(session: Session) -> dict[str, Any]:
         (identity,) = record_given(session, user, [(str(identity_id), at)])
@@ -173,9 +174,10 @@ async def identities_given(request: web.Request) -> web.Response:
             if not isinstance(ref, str) or not ref.strip():
                 raise InvalidInput(f"items[{n}].identity must be an id or an alias")
             ref = plain_text(ref, f"items[{n}].identity").strip()
-            entries.append((ref, signup_time(string_field(item, "given_at"))))
+            entries.append((ref, signup_time(string_field(item, "given_at", "now", nonempty=True))))
     if not entries:
         raise InvalidInput("no signup times given")
+    checked_refs(entries)
     if len(entries) > MAX_GIVEN:
         raise InvalidInput(f"at most {MAX_GIVEN:,} signup times at once")
     count = await run(_store(request), lambda s: len(record_given(s, user, entries)))

@@ -19,7 +19,7 @@ from faker.config import AVAILABLE_LOCALES
 from sqlmodel import Session
 
 from canary.config import Settings
-from canary.errors import InvalidInput
+from canary.errors import InvalidInput, NotFound
 from canary.identity import ALIAS_STYLES
 from canary.models import Source, Study, User
 from canary.report import Report, cdf_svg, graph_json, graphml
@@ -62,14 +62,30 @@ def plain_text(value: str, name: str) -> str:
     return value
 
 
-def string_field(body: dict[str, Any], name: str, default: str = "") -> str:
-    """A text field, stripped; InvalidInput when it is anything but text."""
-    value = body.get(name, default)
-    if value is None:
+def string_field(
+    body: dict[str, Any], name: str, default: str = "", *, nonempty: bool = False
+) -> str:
+    """A text field, stripped, or ``default`` when absent; InvalidInput for null or
+    non-text, and for empty text when ``nonempty`` (a choice left out is absent, not "")."""
+    if name not in body:
         return default
+    value = body[name]
     if not isinstance(value, str):
         raise InvalidInput(f"{name} must be text")
-    return plain_text(value, name).strip()
+    text = plain_text(value, name).strip()
+    if nonempty and not text:
+        raise InvalidInput(f"{name} is empty: leave it out for the default")
+    return text
+
+
+def int_field(body: dict[str, Any], name: str, default: int) -> int:
+    """A whole number (JSON number or digits in a form), or ``default`` when absent."""
+    if name not in body:
+        return default
+    value = body[name]
+    if value is None or value == "":
+        raise InvalidInput(f"{name} must be a whole number")
+    return int_param(value, name) or 0
 
 
 def signup_time(text: str) -> datetime:
@@ -84,10 +100,27 @@ def _storable(moment: datetime) -> datetime:
         raise InvalidInput(f"{moment.isoformat()} is out of range") from None
 
 
+def _is_id(ref: str) -> bool:
+    """True for a reference the services would read as a row id (digits only)."""
+    return ref.isdigit()
+
+
+def checked_refs(entries: list[tuple[str, datetime]]) -> list[tuple[str, datetime]]:
+    """``entries`` whose identity references can be looked up; NotFound for the rest.
+
+    The services read any digits as an id: digits that are not ASCII ("²") or longer than
+    any id column would fail in the database instead of being simply not found.
+    """
+    for ref, _ in entries:
+        if _is_id(ref) and not (ref.isascii() and len(ref) <= 18):
+            raise NotFound(f"no identity {ref!r}")
+    return entries
+
+
 def given_from_csv(text: str) -> list[tuple[str, datetime]]:
     """Signup times from CSV text (``identity,given_at``), each one storable."""
     entries = parse_given_csv(plain_text(text, "the CSV"))
-    return [(ref, _storable(at)) for ref, at in entries]
+    return checked_refs([(ref, _storable(at)) for ref, at in entries])
 
 
 def bool_field(body: dict[str, Any], name: str) -> bool:
@@ -100,7 +133,7 @@ def bool_field(body: dict[str, Any], name: str) -> bool:
 
 def domains_field(body: dict[str, Any], name: str) -> list[str]:
     """A list of domain names (checked later by the service); empty when missing."""
-    value = body.get(name) or []
+    value = body.get(name, [])
     if not isinstance(value, list) or not all(isinstance(d, str) for d in value):
         raise InvalidInput(f"{name} must be a list of domain names")
     for domain in value:
@@ -130,16 +163,16 @@ def import_plan(
     name, plan = string_field(body, "name"), string_field(body, "plan")
     if not name or not plan:
         raise InvalidInput("a study needs a name and a plan (CSV: name,url,domains,category)")
-    per_site = int_param(body.get("personas_per_site"), "personas_per_site", 1) or 0
+    per_site = int_field(body, "personas_per_site", 1)
     if not 1 <= per_site <= MAX_PERSONAS_PER_SITE:
         raise InvalidInput(f"personas_per_site must be 1 to {MAX_PERSONAS_PER_SITE}")
-    style = string_field(body, "style") or settings.identity_style
+    style = string_field(body, "style", settings.identity_style, nonempty=True)
     if style not in ALIAS_STYLES:
         raise InvalidInput(f"style must be one of {', '.join(ALIAS_STYLES)}")
-    domain = string_field(body, "domain") or settings.default_domain or ""
+    domain = string_field(body, "domain", settings.default_domain or "", nonempty=True)
     if domain not in settings.domains:
         raise InvalidInput(f"{domain!r} is not a canary domain of this service")
-    locale = string_field(body, "locale") or settings.faker_locale
+    locale = string_field(body, "locale", settings.faker_locale, nonempty=True)
     if locale not in AVAILABLE_LOCALES:
         raise InvalidInput(f"unknown locale {locale!r} (e.g. en_US, de_DE, fr_FR)")
     if len(name) > MAX_NAME:
@@ -208,13 +241,15 @@ def seed_batch_request(settings: Settings, body: dict[str, Any]) -> dict[str, An
         raise InvalidInput(
             f"vendor (who receives the list, up to {MAX_NAME} characters) is required"
         )
-    count = int_param(body.get("count"), "count", 10) or 0
+    if _is_id(vendor) and not (vendor.isascii() and len(vendor) <= 18):
+        raise InvalidInput(f"{vendor!r} is neither a source id nor a name with a letter")
+    count = int_field(body, "count", 10)
     if not 1 <= count <= MAX_API_SEEDS:
         raise InvalidInput(f"count must be between 1 and {MAX_API_SEEDS:,}")
-    style = string_field(body, "style") or settings.identity_style
+    style = string_field(body, "style", settings.identity_style, nonempty=True)
     if style not in ALIAS_STYLES:
         raise InvalidInput(f"style must be one of {', '.join(ALIAS_STYLES)}")
-    domain = string_field(body, "domain") or settings.default_domain or ""
+    domain = string_field(body, "domain", settings.default_domain or "", nonempty=True)
     if domain not in settings.domains:
         raise InvalidInput(f"{domain!r} is not a canary domain of this service")
     return {
@@ -223,7 +258,7 @@ def seed_batch_request(settings: Settings, body: dict[str, Any]) -> dict[str, An
         "domain": domain,
         "vendor_domains": domains_field(body, "vendor_domains"),
         "company_domains": domains_field(body, "company_domains"),
-        "postal_format": string_field(body, "postal_format") or DEFAULT_POSTAL_FORMAT,
+        "postal_format": string_field(body, "postal_format", DEFAULT_POSTAL_FORMAT, nonempty=True),
         "label": string_field(body, "label")[:200],
         "locale": settings.faker_locale,
         "style": style,

@@ -17,6 +17,7 @@ from canary.dashboard.auth import current_user
 from canary.dashboard.db import run
 from canary.dashboard.serialize import int_param, path_id
 from canary.dashboard.studyforms import (
+    checked_refs,
     given_from_csv,
     import_plan,
     personas_csv,
@@ -98,13 +99,14 @@ async def study_import(request: web.Request) -> web.Response:
     form = await request.post()
     try:
         plan = _upload(form, "plan_file") or _text(form, "plan_text")
-        options = {
+        options: dict[str, Any] = {
             "name": _text(form, "name"),
             "plan": plan,
             "personas_per_site": _text(form, "personas") or 1,
-            "locale": _text(form, "locale") or None,
             "auto_confirm": _text(form, "auto_confirm") == "on",
         }
+        if _text(form, "locale"):
+            options["locale"] = _text(form, "locale")
         result = await run(_store(request), lambda s: import_plan(s, settings, user, options))
     except CanaryError as exc:
         return await studies_page(request, str(exc), 400)
@@ -196,7 +198,9 @@ async def study_given(request: web.Request) -> web.Response:
             identity = _text(form, "identity")
             if not identity:
                 raise InvalidInput("give a persona (id or alias) and the time of the signup")
-            entries = [(plain_text(identity, "persona"), signup_time(_text(form, "given_at")))]
+            entries = checked_refs(
+                [(plain_text(identity, "persona"), signup_time(_text(form, "given_at")))]
+            )
         if not entries:
             raise InvalidInput("the CSV lists no signup times")
         count = await run(_store(request), lambda s: _record_for_study(s, user, study_id, entries))

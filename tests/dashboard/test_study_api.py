@@ -84,6 +84,9 @@ async def test_bad_plans_are_refused_with_the_line(client: TestClient, alice: Se
         {"name": "X", "plan": PLAN, "auto_confirm": "yes"},
         {"name": "X" * 201, "plan": PLAN},
         {"name": "X\x00", "plan": PLAN},
+        {"name": "X", "plan": PLAN, "style": ""},
+        {"name": "X", "plan": PLAN, "domain": None},
+        {"name": "X", "plan": PLAN, "personas_per_site": None},
         {"name": "X", "plan": f"name,domains\n{'S' * 201},s.test\n"},
     ):
         await call(client, alice, "POST", "/studies", 400, json=body)
@@ -177,6 +180,11 @@ async def test_signup_times_one_and_in_bulk(
                json={"items": [{"identity": True}]})  # fmt: skip
     await call(client, alice, "POST", "/identities/given", 400,
                json={"items": [{"identity": "a\x00b"}]})  # fmt: skip
+    # Digits are read as ids: ones no id column holds are simply not found.
+    for ref in ("9" * 30, "\u00b2"):
+        await call(client, alice, "POST", "/identities/given", 404,
+                   json={"items": [{"identity": ref}]})  # fmt: skip
+    await call(client, alice, "POST", "/identities/%C2%B2/given", 404, json={})
     await call(client, alice, "POST", "/identities/given", 400, data="alias,when\nx,y\n",
                headers={"Content-Type": "text/csv"})  # fmt: skip
     not_utf8 = b"identity,given_at\n\xff,now\n"
@@ -230,8 +238,20 @@ async def test_seed_batches_create_list_read_and_csv(
         {"vendor": "V", "vendor_domains": "v.test"},
         {"vendor": "V", "postal_format": "Suite 1"},
         {"vendor": "V" * 201},
+        {"vendor": "9" * 30},
+        {"vendor": "V", "vendor_domains": None},
+        {"vendor": "V", "postal_format": ""},
     ):
         await call(client, alice, "POST", "/seeds", 400, json=body)
     await call(client, bob, "GET", f"/seeds/{made['id']}", 404)
     await call(client, bob, "GET", f"/seeds/{made['id']}/csv", 404)
     assert (await call(client, bob, "GET", "/seeds"))["items"] == []
+
+
+async def test_openapi_names_this_services_canary_domains(client: TestClient) -> None:
+    doc = await (await client.get(f"{PATH}/openapi.json")).json()
+    schemas = doc["components"]["schemas"]
+    for name in ("NewIdentity", "NewStudy", "NewSeedBatch"):
+        assert schemas[name]["properties"]["domain"]["enum"] == ["canary.test"]
+    given = doc["paths"]["/identities/given"]["post"]["requestBody"]["content"]
+    assert set(given) == {"application/json", "text/csv"}
