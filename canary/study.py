@@ -318,8 +318,12 @@ def parse_time(text: str) -> datetime:
 def _lookup(session: Session, owner: User, refs: Iterable[str]) -> dict[str, Identity]:
     """Identities by id or alias (case and +tags ignored), only the owner's."""
     refs = list(dict.fromkeys(refs))
-    by_id: dict[object, str] = {int(r): r for r in refs if r.isdigit()}
-    by_alias: dict[object, str] = {aliases.normalise_address(r): r for r in refs if not r.isdigit()}
+    numeric = {r for r in refs if r.isascii() and r.isdigit()}  # "²".isdigit() is true
+    # Ids are 32-bit integers: a larger number names nothing (and PostgreSQL refuses it).
+    by_id: dict[object, str] = {int(r): r for r in numeric if int(r) < 2**31}
+    by_alias: dict[object, str] = {
+        aliases.normalise_address(r): r for r in refs if r not in numeric
+    }
     found: dict[str, Identity] = {}
     for use_id, mapping in ((True, by_id), (False, by_alias)):
         column = Identity.id if use_id else Identity.alias

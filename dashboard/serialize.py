@@ -45,10 +45,17 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     return body
 
 
+# Ids are 32-bit integers in every supported database: a larger number names nothing,
+# and PostgreSQL refuses to compare an integer column with it.
+MAX_INT = 2**31 - 1
+
+
 def path_id(request: web.Request, name: str = "id") -> int:
     """An integer id from the URL; anything else is simply not found."""
     raw = request.match_info[name]
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # "²".isdigit() is true
+        raise NotFound(f"no such {name}")
+    if int(raw) > MAX_INT:
         raise NotFound(f"no such {name}")
     return int(raw)
 
@@ -60,9 +67,12 @@ def int_param(value: Any, name: str, default: int | None = None) -> int | None:
     if isinstance(value, bool):
         raise InvalidInput(f"{name} must be a whole number")
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
         raise InvalidInput(f"{name} must be a whole number") from None
+    if not -MAX_INT - 1 <= number <= MAX_INT:
+        raise InvalidInput(f"{name} is out of range")
+    return number
 
 
 def date_param(value: str | None, name: str) -> datetime | None:
