@@ -12,6 +12,7 @@ from canary.models import Delivery, Finding, Incident, Message, Source, User, ut
 from canary.pipeline import Analyzer
 from canary.store import Store
 from tests.support.dns_server import (
+    SPF_LOOPBACK,
     TestDnsServer,
     dkim_sign,
     generate_dkim_key,
@@ -39,9 +40,6 @@ async def _receive(
             assert reply.code == 250, reply
     finally:
         await running.stop()
-
-
-SPF_LOOPBACK = "v=spf1 ip4:127.0.0.0/8 -all"
 
 
 async def _offer_from_broker(

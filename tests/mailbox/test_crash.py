@@ -7,12 +7,8 @@ stored twice, and the analysis the dead process left queued is completed.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from sqlmodel import select
@@ -20,43 +16,13 @@ from sqlmodel import select
 from canary.config import Settings
 from canary.models import Message
 from canary.store import Store
-from tests.support.smtp import REPO_ROOT, send_message
+from tests.support.processes import start_serve
+from tests.support.smtp import send_message
 
 TOTAL = 2000
 CONCURRENCY = 20
 KILL_AFTER = 500  # acknowledged messages before the kill
 RCPT = "a@canary.test"
-
-
-def _serve(settings: Settings) -> tuple[subprocess.Popen[bytes], int]:
-    """Start ``python -m canary serve`` on a free port; return the process and its port."""
-    env = dict(os.environ)
-    env.update(
-        CANARY_DATABASE_URL=str(settings.database_url),
-        CANARY_DATA_DIR=str(settings.data_dir),
-        CANARY_DOMAINS=",".join(settings.domains),
-        CANARY_SMTP_HOST="127.0.0.1",
-        CANARY_SMTP_PORT="0",
-        CANARY_SMTP_HOSTNAME="mx.canary.test",
-        CANARY_HTTP_HOST="127.0.0.1",
-        CANARY_HTTP_PORT="0",
-        # Sender authentication asks only the test's DNS server on 127.0.0.1.
-        CANARY_DNS_SERVERS=",".join(f"{host}:{port}" for host, port in settings.dns_servers),
-        CANARY_LOG_LEVEL="WARNING",
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "canary", "serve"],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=None,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline().decode()
-    if "listening on" not in line:
-        process.kill()
-        pytest.fail(f"canary serve did not start: {line!r}")
-    return process, int(line.rsplit(":", 1)[1])
 
 
 def _content(i: int) -> bytes:
@@ -68,7 +34,7 @@ def _content(i: int) -> bytes:
 async def test_sigkill_mid_stream_loses_no_acknowledged_message(
     store: Store, settings: Settings, record_property: Callable[[str, object], None]
 ) -> None:
-    process, port = _serve(settings)
+    process, port = start_serve(settings)
     acknowledged: dict[int, bytes] = {}
     killed = asyncio.Event()
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -99,7 +65,7 @@ async def test_sigkill_mid_stream_loses_no_acknowledged_message(
         process.wait()
 
     # Restart: the new process serves again and analyses what the dead one left queued.
-    process, port = _serve(settings)
+    process, port = start_serve(settings)
     try:
         reply = await send_message("127.0.0.1", port, "l@x.test", ["a@canary.test"], b"after\r\n")
         assert reply.code == 250
@@ -127,7 +93,3 @@ async def test_sigkill_mid_stream_loses_no_acknowledged_message(
     record_property("acknowledged", len(acknowledged))
     record_property("found", sum(1 for i in acknowledged if i in stored))
     record_property("stored_in_all", len(stored))
-
-
-def test_repo_root_is_the_project() -> None:
-    assert (Path(REPO_ROOT) / "pyproject.toml").is_file()

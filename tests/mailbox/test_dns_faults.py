@@ -19,10 +19,9 @@ from canary.config import Settings
 from canary.models import Delivery, Message, User
 from canary.pipeline import Analyzer
 from canary.store import Store
-from tests.support.dns_server import TestDnsServer
+from tests.support.dns_server import SPF_LOOPBACK, TestDnsServer
 from tests.support.smtp import add_identity, add_source, message_bytes, send_message, start_server
 
-SPF_LOOPBACK = "v=spf1 ip4:127.0.0.0/8 -all"
 PER_MODE = 4  # messages sent while DNS misbehaves, per mode
 
 
