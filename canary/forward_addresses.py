@@ -23,7 +23,7 @@ from canary.config import Settings, parse_domain
 from canary.errors import Conflict, InvalidInput, NotFound
 from canary.identity import find_identity
 from canary.models import ForwardAddress, ForwardRule, User, as_utc, utcnow
-from canary.ownership import owned
+from canary.ownership import as_id, owned
 from canary.sources import get_source
 
 TOKEN_LIFETIME = timedelta(days=7)
@@ -66,8 +66,8 @@ def list_addresses(session: Session, owner: User) -> list[ForwardAddress]:
 
 def get_address(session: Session, owner: User, address: str | int) -> ForwardAddress:
     """One of the owner's addresses by id or text; NotFound for anyone else's."""
-    if isinstance(address, int) or str(address).isdigit():
-        record = session.get(ForwardAddress, int(address))
+    if (row_id := as_id(address)) is not None:
+        record = session.get(ForwardAddress, row_id)
     else:
         record = session.exec(
             select(ForwardAddress).where(

@@ -31,6 +31,7 @@ from canary.errors import InvalidInput, NotFound
 from canary.issuance import append_records
 from canary.models import Identity, Source, User, utcnow
 from canary.names import NameIndex, PersonaNames, name_key, next_real_name_variant
+from canary.ownership import as_id
 from canary.wordlists import ADJECTIVES, NOUNS
 
 ALIAS_STYLES = ("token", "words", "slug")
@@ -161,8 +162,8 @@ def create_identities(
 def find_identity(session: Session, owner: User, address_or_id: str) -> Identity:
     """One of the owner's identities by alias (any case, +tag ignored) or id."""
     identity: Identity | None = None
-    if address_or_id.isdigit():
-        identity = session.get(Identity, int(address_or_id))
+    if (row_id := as_id(address_or_id)) is not None:
+        identity = session.get(Identity, row_id)
     else:
         key = aliases.normalise_address(address_or_id)
         identity = session.exec(select(Identity).where(Identity.alias == key)).first()

@@ -11,6 +11,7 @@ from sqlmodel import Session, col, func, select
 from canary.config import parse_domain
 from canary.errors import Conflict, InvalidInput, NotFound
 from canary.models import AuthorisedSender, Identity, Source, User
+from canary.ownership import as_id
 
 SENDER_REASONS = ("own", "provider", "acquirer", "user")
 
@@ -62,8 +63,8 @@ def add_source(
 def get_source(session: Session, owner: User, name_or_id: str | int) -> Source:
     """A source of ``owner`` by id, name or slug; raises NotFound (also for others' sources)."""
     source: Source | None = None
-    if isinstance(name_or_id, int) or str(name_or_id).isdigit():
-        source = session.get(Source, int(name_or_id))
+    if (row_id := as_id(name_or_id)) is not None:
+        source = session.get(Source, row_id)
         if source is not None and source.owner_id != owner.id:
             source = None
     if source is None:

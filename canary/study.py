@@ -30,6 +30,7 @@ from canary.errors import Conflict, InvalidInput, NotFound
 from canary.issuance import append_records
 from canary.models import AuthorisedSender, Identity, Source, Study, StudySite, User
 from canary.orgs import registrable_domain
+from canary.ownership import as_id
 from canary.personas import PersonaBatch, PersonaSlot, issue_personas
 from canary.sources import sender_domain, slugify
 
@@ -238,8 +239,8 @@ def import_study(
 def get_study(session: Session, owner: User, name_or_id: str | int) -> Study:
     """One of the owner's studies by id, name or slug; raises NotFound."""
     study: Study | None = None
-    if isinstance(name_or_id, int) or str(name_or_id).isdigit():
-        study = session.get(Study, int(name_or_id))
+    if (row_id := as_id(name_or_id)) is not None:
+        study = session.get(Study, row_id)
     if study is None or study.owner_id != owner.id:
         study = session.exec(
             select(Study).where(Study.owner_id == owner.id, Study.slug == slugify(str(name_or_id)))
@@ -318,7 +319,7 @@ def parse_time(text: str) -> datetime:
 def _lookup(session: Session, owner: User, refs: Iterable[str]) -> dict[str, Identity]:
     """Identities by id or alias (case and +tags ignored), only the owner's."""
     refs = list(dict.fromkeys(refs))
-    numeric = {r for r in refs if r.isascii() and r.isdigit()}  # "²".isdigit() is true
+    numeric = {r for r in refs if as_id(r) is not None}
     # Ids are 32-bit integers: a larger number names nothing (and PostgreSQL refuses it).
     by_id: dict[object, str] = {int(r): r for r in numeric if int(r) < 2**31}
     by_alias: dict[object, str] = {

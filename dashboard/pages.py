@@ -24,6 +24,7 @@ from canary.errors import CanaryError, InvalidInput
 from canary.identity import create_identities, find_identity, list_identities, retire_identity
 from canary.models import AuthorisedSender, Source
 from canary.overview import leaks_per_week, recent_findings, source_statuses
+from canary.ownership import as_id
 from canary.source_merge import merge_sources, rename_source
 from canary.trace import trace
 
@@ -186,14 +187,16 @@ async def source_rename(request: web.Request) -> web.Response:
 async def source_merge(request: web.Request) -> web.Response:
     user = current_user(request)
     source_id = path_id(request)
-    into = str((await request.post()).get("into") or "")
-    if not into.isdigit():
-        raise InvalidInput("choose the source to merge into")
+    into = as_id((await request.post()).get("into"))
     reevaluate = request.app[keys.REEVALUATE]
-    kept = await run(
-        _store(request),
-        lambda s: merge_sources(s, user, source_id, int(into), reevaluate),
-    )
+
+    def work(session: Session) -> Source:
+        source_service.get_source(session, user, source_id)  # another user's: not found
+        if into is None:
+            raise InvalidInput("choose the source to merge into")
+        return merge_sources(session, user, source_id, into, reevaluate)
+
+    kept = await run(_store(request), work)
     raise web.HTTPSeeOther(f"/sources/{kept.id}")
 
 
