@@ -19,7 +19,7 @@ from faker.config import AVAILABLE_LOCALES
 from sqlmodel import Session
 
 from canary.config import Settings
-from canary.errors import InvalidInput, NotFound
+from canary.errors import InvalidInput
 from canary.identity import ALIAS_STYLES
 from canary.models import Source, Study, User
 from canary.report import Report, cdf_svg, graph_json, graphml
@@ -100,27 +100,10 @@ def _storable(moment: datetime) -> datetime:
         raise InvalidInput(f"{moment.isoformat()} is out of range") from None
 
 
-def _is_id(ref: str) -> bool:
-    """True for a reference the services would read as a row id (digits only)."""
-    return ref.isdigit()
-
-
-def checked_refs(entries: list[tuple[str, datetime]]) -> list[tuple[str, datetime]]:
-    """``entries`` whose identity references can be looked up; NotFound for the rest.
-
-    The services read any digits as an id: digits that are not ASCII ("²") or longer than
-    any id column would fail in the database instead of being simply not found.
-    """
-    for ref, _ in entries:
-        if _is_id(ref) and not (ref.isascii() and len(ref) <= 18):
-            raise NotFound(f"no identity {ref!r}")
-    return entries
-
-
 def given_from_csv(text: str) -> list[tuple[str, datetime]]:
     """Signup times from CSV text (``identity,given_at``), each one storable."""
     entries = parse_given_csv(plain_text(text, "the CSV"))
-    return checked_refs([(ref, _storable(at)) for ref, at in entries])
+    return [(ref, _storable(at)) for ref, at in entries]
 
 
 def bool_field(body: dict[str, Any], name: str) -> bool:
@@ -241,8 +224,6 @@ def seed_batch_request(settings: Settings, body: dict[str, Any]) -> dict[str, An
         raise InvalidInput(
             f"vendor (who receives the list, up to {MAX_NAME} characters) is required"
         )
-    if _is_id(vendor) and not (vendor.isascii() and len(vendor) <= 18):
-        raise InvalidInput(f"{vendor!r} is neither a source id nor a name with a letter")
     count = int_field(body, "count", 10)
     if not 1 <= count <= MAX_API_SEEDS:
         raise InvalidInput(f"count must be between 1 and {MAX_API_SEEDS:,}")

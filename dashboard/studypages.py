@@ -17,7 +17,6 @@ from canary.dashboard.auth import current_user
 from canary.dashboard.db import run
 from canary.dashboard.serialize import int_param, path_id
 from canary.dashboard.studyforms import (
-    checked_refs,
     given_from_csv,
     import_plan,
     personas_csv,
@@ -198,9 +197,7 @@ async def study_given(request: web.Request) -> web.Response:
             identity = _text(form, "identity")
             if not identity:
                 raise InvalidInput("give a persona (id or alias) and the time of the signup")
-            entries = checked_refs(
-                [(plain_text(identity, "persona"), signup_time(_text(form, "given_at")))]
-            )
+            entries = [(plain_text(identity, "persona"), signup_time(_text(form, "given_at")))]
         if not entries:
             raise InvalidInput("the CSV lists no signup times")
         count = await run(_store(request), lambda s: _record_for_study(s, user, study_id, entries))
