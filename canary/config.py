@@ -110,7 +110,8 @@ class Settings:
     )
     dns_servers: tuple[tuple[str, int], ...] = _setting(
         (),
-        "Comma-separated DNS servers as host[:port] used for sender authentication. "
+        "Comma-separated DNS servers as host[:port] for every lookup the service makes: "
+        "sender authentication, confirmation links, webhook targets. "
         "Default: the system resolver.",
         "dns_servers",
     )

@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 
 from sqlmodel import Session, col, select
 
+from canary.config import Settings
 from canary.models import (
     AuthorisedSender,
     ConfirmationAttempt,
@@ -178,6 +179,15 @@ def system_resolver(host: str, port: int) -> list[str]:
     """The host's addresses from the system resolver, in its order, without duplicates."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def resolver_for(settings: Settings) -> Resolver:
+    """The resolver for hosts the service connects to (confirmation links, webhooks):
+    the configured DNS servers when ``CANARY_DNS_SERVERS`` is set, like sender
+    authentication, otherwise the system resolver."""
+    if settings.dns_servers:
+        return dns_resolver(settings.dns_servers, settings.dns_timeout)
+    return system_resolver
 
 
 def dns_resolver(nameservers: Sequence[tuple[str, int]], timeout: float = 5.0) -> Resolver:

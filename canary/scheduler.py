@@ -34,7 +34,7 @@ OUTBOX_INTERVAL_SECONDS = 30
 
 async def deliver_alerts_job(settings: Settings, store: Store) -> int:
     """Send due alerts (webhooks, email)."""
-    return await alerts.deliver_alerts(settings, store)
+    return await alerts.deliver_alerts(settings, store, resolve=confirm.resolver_for(settings))
 
 
 async def deliver_forwards_job(settings: Settings, store: Store) -> int:
@@ -78,7 +78,7 @@ async def confirm_job(
     settings: Settings,
     store: Store,
     *,
-    resolve: confirm.Resolver = confirm.system_resolver,
+    resolve: confirm.Resolver | None = None,
     allow_private: bool = False,
     allowed_ports: Sequence[int] | None = confirm.DEFAULT_PORTS,
     timeout: float = confirm.DEFAULT_TIMEOUT,
@@ -94,7 +94,7 @@ async def confirm_job(
         with store.session() as session:
             attempts = confirm.run_confirmations(
                 session,
-                resolve=resolve,
+                resolve=resolve or confirm.resolver_for(settings),
                 allow_private=allow_private,
                 allowed_ports=allowed_ports,
                 timeout=timeout,

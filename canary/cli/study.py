@@ -189,11 +189,11 @@ def cmd_confirm(ctx: CliContext) -> None:
             set_auto_confirm(session, study, bool(ctx.args.enable))
         data: dict = {"study": study.name, "auto_confirm": study.auto_confirm}
     if ctx.args.run:
-        from canary.confirm import run_confirmations
+        from canary.confirm import resolver_for, run_confirmations
 
         # Every opted-in study of the installation is served; each link is fetched once.
         with ctx.store.session() as session:
-            attempts = run_confirmations(session)
+            attempts = run_confirmations(session, resolve=resolver_for(ctx.settings))
             data["attempts"] = [
                 {"identity_id": a.identity_id, "url": a.url, "outcome": a.outcome,
                  "status_code": a.status_code, "detail": a.detail}

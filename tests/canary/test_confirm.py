@@ -23,6 +23,7 @@ import pytest
 from sqlmodel import select
 
 from canary import confirm
+from canary.config import Settings
 from canary.confirm import (
     address_refusal,
     confirmation_links,
@@ -403,3 +404,13 @@ def test_nothing_else_in_the_service_fetches_urls() -> None:
     # The webhook sender vets its targets with the same rules as the confirmation.
     webhook = (REPO / "canary" / "webhook.py").read_text()
     assert "address_refusal" in webhook and "_Pinned" in webhook
+
+
+def test_the_service_resolves_through_the_configured_dns_servers(
+    settings: Settings, dns_server: TestDnsServer
+) -> None:
+    dns_server.add("shop-confirm.test", "A", "127.0.0.9")
+    assert confirm.resolver_for(settings)("shop-confirm.test", 443) == ["127.0.0.9"]
+    assert dns_server.count("shop-confirm.test", "A") == 1
+    # Without CANARY_DNS_SERVERS the system resolver answers.
+    assert confirm.resolver_for(settings.replace(dns_servers=())) is confirm.system_resolver
