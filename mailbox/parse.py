@@ -237,6 +237,9 @@ def _walk(msg: Message) -> tuple[list[Message], bool]:
     return leaves, truncated
 
 
+MAX_FILENAME = 255
+
+
 def _filename(part: Message) -> str | None:
     """The part's file name, RFC 2231 and RFC 2047 decoded, on one line; None if absent.
 
@@ -261,7 +264,17 @@ def _filename(part: Message) -> str | None:
             filename = str(make_header(decode_header(filename)))
     except Exception:  # an undecodable name is kept as far as it was read, or dropped
         pass
-    return _one_line(filename, 255) if filename else None
+    if not filename:
+        return None
+    name = _one_line(filename, len(filename))
+    if len(name) <= MAX_FILENAME:
+        return name
+    # Keep the extension: it is what the dashboard's download name and the malware
+    # signal (executable or double extension) look at.
+    stem, dot, extension = name.rpartition(".")
+    if not dot or len(extension) > 16:
+        return name[:MAX_FILENAME]
+    return stem[: MAX_FILENAME - len(extension) - 1] + "." + extension
 
 
 def _attachment(part: Message) -> tuple[Attachment, bytes]:

@@ -211,3 +211,15 @@ def test_attachment_names_are_decoded_as_mail_clients_show_them(
     )
     [attachment] = parse_message(raw).attachments
     assert attachment.filename == expected
+
+
+def test_a_long_attachment_name_keeps_its_extension() -> None:
+    long_name = "invoice-" + "x" * 400 + ".pdf.exe"
+    raw = (
+        b"Content-Type: multipart/mixed; boundary=Q\r\n\r\n--Q\r\n"
+        b"Content-Type: application/octet-stream\r\nContent-Disposition: attachment;\r\n"
+        b' filename="' + long_name.encode() + b'"\r\n\r\ndata\r\n--Q--\r\n'
+    )
+    [attachment] = parse_message(raw).attachments
+    assert attachment.filename is not None and len(attachment.filename) == parse.MAX_FILENAME
+    assert attachment.filename.startswith("invoice-xxx") and attachment.filename.endswith(".exe")
