@@ -121,6 +121,21 @@ async def test_spf_for_mail_from(dns_server: TestDnsServer, record: str, expecte
     assert (result.sender_org == "brand.test") == (expected == "pass")
 
 
+@pytest.mark.parametrize(("depth", "expected"), [(9, "pass"), (12, "permerror")])
+async def test_spf_include_chains_are_followed_up_to_the_lookup_limit(
+    dns_server: TestDnsServer, depth: int, expected: str
+) -> None:
+    # Each include is another name the evaluation must fetch; RFC 7208 4.6.4 allows ten
+    # DNS-querying terms in all.
+    dns_server.txt("brand.test", "v=spf1 include:l1.esp.test -all")
+    for level in range(1, depth):
+        dns_server.txt(f"l{level}.esp.test", f"v=spf1 include:l{level + 1}.esp.test -all")
+    dns_server.txt(f"l{depth}.esp.test", "v=spf1 ip4:127.0.0.2 -all")
+    result = await run(dns_server, message())
+    assert result.spf.result == expected
+    assert not result.temporary_error
+
+
 async def test_spf_none_and_helo(dns_server: TestDnsServer) -> None:
     dns_server.txt("mail.brand.test", "v=spf1 ip4:127.0.0.2 -all")
     result = await run(dns_server, message())
