@@ -77,11 +77,10 @@ def get_source(session: Session, owner: User, name_or_id: str | int) -> Source:
     return source
 
 
-def list_sources(session: Session, owner: User) -> list[Source]:
-    """The owner's sources by name."""
-    return list(
-        session.exec(select(Source).where(Source.owner_id == owner.id).order_by(Source.slug))
-    )
+def list_sources(session: Session, owner: User, limit: int | None = None) -> list[Source]:
+    """The owner's sources by name (the first ``limit`` of them when given)."""
+    statement = select(Source).where(Source.owner_id == owner.id).order_by(Source.slug)
+    return list(session.exec(statement.limit(limit) if limit is not None else statement))
 
 
 def authorised_domains(session: Session, source: Source) -> list[str]:

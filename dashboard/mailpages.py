@@ -21,12 +21,13 @@ from canary.dashboard.sanitize import clean_html, content_disposition, download_
 from canary.dashboard.serialize import int_param, path_id
 from canary.dashboard.templating import render
 from canary.mailbox.parse import attachment_content
+from multidict import MultiDict
 from sqlmodel import Session
 
 from canary import inbox
 from canary import sources as source_service
 from canary.errors import NotFound
-from canary.models import VERDICTS
+from canary.models import VERDICTS, Source, User
 
 # The body frame: no script, no remote anything, a unique origin (sandbox), framed only
 # by our own pages. This is the policy that keeps a tracking pixel from firing even if
@@ -36,19 +37,36 @@ BODY_CSP = (
 )
 # Downloads: should a browser ever display one, it runs and loads nothing.
 DOWNLOAD_CSP = "default-src 'none'; sandbox"
+SOURCE_MENU_LIMIT = 200
 FILTER_KEYS = ("source_id", "verdict", "sender_org", "since", "until", "message_id", "recipient")
 
 
 async def messages_page(request: web.Request) -> web.Response:
     user = current_user(request)
     q = request.query
+    name = (q.get("source") or "").strip()
+    if name and not q.get("source_id"):
+        # The source typed by name: its id, or a search that finds nothing.
+        found = await run(
+            request.app[keys.STORE],
+            lambda s: _source_id_named(s, user, name),
+        )
+        q = MultiDict({**q, "source_id": str(found)})
     where = message_filter(q)
     before = int_param(q.get("before"), "before")
 
     def work(session: Session) -> dict[str, Any]:
+        # A menu of every source stops being usable (and cheap to render) long before a
+        # researcher's ten thousand: past that, the filter is a name typed in.
+        sources = source_service.list_sources(session, user, SOURCE_MENU_LIMIT + 1)
+        chosen = None
+        if where.source_id is not None:
+            chosen = session.get(Source, where.source_id)
+            chosen = chosen if chosen is not None and chosen.owner_id == user.id else None
         return {
             "page": inbox.search_messages(session, user, where, before, 50),
-            "sources": source_service.list_sources(session, user),
+            "sources": sources if len(sources) <= SOURCE_MENU_LIMIT else None,
+            "chosen_source": chosen,
         }
 
     data = await run(request.app[keys.STORE], work)
@@ -65,6 +83,15 @@ async def messages_page(request: web.Request) -> web.Response:
         first_url=("/messages?" + urlencode(kept)) if before else None,
     )
     return render(request, "messages.html", data)
+
+
+def _source_id_named(session: Session, user: User, name: str) -> int:
+    try:
+        source = source_service.get_source(session, user, name)
+    except NotFound:
+        return 0  # no source has id 0: the list is empty, as for any filter without match
+    assert source.id is not None
+    return source.id
 
 
 def _fallback_name(message_id: int, index: int) -> str:

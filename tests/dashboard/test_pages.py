@@ -6,9 +6,10 @@ import re
 from typing import Any
 
 from aiohttp.test_utils import TestClient
+from canary.dashboard.mailpages import SOURCE_MENU_LIMIT
 from sqlmodel import select
 
-from canary.models import AuthorisedSender, Identity, Incident
+from canary.models import AuthorisedSender, Identity, Incident, Source
 from canary.store import Store
 from tests.support.dashboard import PASSWORD, Seeded, build_app, csrf_of, login
 
@@ -239,3 +240,25 @@ async def test_logout(client: TestClient, alice: Seeded) -> None:
     csrf = await login(client, "alice")
     await client.post("/logout", data={"csrf": csrf})
     assert (await client.get("/", allow_redirects=False)).status == 303
+
+
+async def test_message_filter_by_source_name_when_there_are_too_many_for_a_menu(
+    client: TestClient, store: Store, alice: Seeded
+) -> None:
+    with store.session() as session:
+        session.add_all(
+            Source(owner_id=alice.user.id, name=f"Site {n}", slug=f"site-{n}")  # type: ignore[arg-type]
+            for n in range(SOURCE_MENU_LIMIT)
+        )
+    await login(client, "alice")
+    page = await (await client.get("/messages")).text()
+    assert 'name="source"' in page and '<option value="' + str(alice.source.id) not in page
+
+    found = await (await client.get("/messages", params={"source": "Shop X"})).text()
+    assert f"/messages/{alice.message.id}" in found
+    assert 'value="Shop X"' in found  # the filter stays filled in
+    none = await (await client.get("/messages", params={"source": "Site 7"})).text()
+    assert f"/messages/{alice.message.id}" not in none
+    unknown = await client.get("/messages", params={"source": "no such site"})
+    assert unknown.status == 200
+    assert f"/messages/{alice.message.id}" not in await unknown.text()
