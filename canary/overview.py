@@ -33,11 +33,16 @@ class SourceStatus:
     kinds: tuple[str, ...]
 
 
-def source_statuses(session: Session, owner: User) -> list[SourceStatus]:
-    """Every source of ``owner`` with its status, worst first, then by name."""
-    sources = list(
-        session.exec(select(Source).where(Source.owner_id == owner.id).order_by(Source.slug))
-    )
+def source_statuses(
+    session: Session, owner: User, only_id: int | None = None
+) -> list[SourceStatus]:
+    """Every source of ``owner`` with its status, worst first, then by name; only the
+    source ``only_id`` when given (a source page needs one, not ten thousand)."""
+    only = only_id is not None
+    statement = select(Source).where(Source.owner_id == owner.id)
+    if only:
+        statement = statement.where(Source.id == only_id)
+    sources = list(session.exec(statement.order_by(Source.slug)))
     counts: dict[tuple[int, str], tuple[int, datetime | None]] = {}
     # ``+ 0``: grouping by the bare column lets SQLite's planner walk the source index
     # for its order and fetch every finding row (20 s at a million findings, measured
@@ -55,6 +60,7 @@ def source_statuses(session: Session, owner: User) -> list[SourceStatus]:
             Finding.owner_id == owner.id,
             col(Finding.superseded_at).is_(None),
             col(Finding.verdict).in_(LEAK_KINDS),
+            *([Finding.source_id == only_id] if only else []),
         )
         .group_by(source, Finding.verdict)
     ):
@@ -65,7 +71,10 @@ def source_statuses(session: Session, owner: User) -> list[SourceStatus]:
     # an object for each was most of the overview's time (bench/dashboard.py).
     for source_id, kind, status, updated_at in session.exec(
         select(Incident.source_id, Incident.kind, Incident.status, Incident.updated_at)
-        .where(Incident.owner_id == owner.id)
+        .where(
+            Incident.owner_id == owner.id,
+            *([Incident.source_id == only_id] if only else []),
+        )
         .order_by(col(Incident.id))
     ):
         # The newest incident per (source, kind) decides.
@@ -156,3 +165,10 @@ def recent_findings(session: Session, owner: User, limit: int = 10) -> list[dict
         }
         for f, mid, name in rows
     ]
+
+
+def source_status(session: Session, owner: User, source: Source) -> SourceStatus:
+    """One source's status (see :func:`source_statuses`)."""
+    assert source.id is not None
+    [status] = source_statuses(session, owner, source.id)
+    return status

@@ -31,7 +31,7 @@ from canary import sources as source_service
 from canary.errors import InvalidInput
 from canary.identity import create_identities, find_identity, retire_identity
 from canary.models import INCIDENT_STATUSES, VERDICTS, Identity, Source
-from canary.overview import source_statuses
+from canary.overview import source_status, source_statuses
 from canary.trace import trace
 
 PREFIX = "/api/v1"
@@ -102,7 +102,7 @@ async def read_source(request: web.Request) -> web.Response:
 
     def work(session: Session) -> dict[str, Any]:
         source = source_service.get_source(session, user, source_id)
-        status = next(s.status for s in source_statuses(session, user) if s.source.id == source.id)
+        status = source_status(session, user, source).status
         data = source_json(session, source, status)
         data["identity_count"] = source_service.identity_counts(session, user).get(source_id, 0)
         data["organisations"] = inbox.source_organisations(session, source)

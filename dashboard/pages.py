@@ -23,10 +23,12 @@ from canary import sources as source_service
 from canary.errors import CanaryError, InvalidInput
 from canary.identity import create_identities, find_identity, list_identities, retire_identity
 from canary.models import AuthorisedSender, Source
-from canary.overview import leaks_per_week, recent_findings, source_statuses
+from canary.overview import leaks_per_week, recent_findings, source_status, source_statuses
 from canary.ownership import as_id
 from canary.source_merge import merge_sources, rename_source
 from canary.trace import trace
+
+OVERVIEW_SOURCES = 100  # rows of the overview's source table
 
 
 def _store(request: web.Request) -> Any:
@@ -41,7 +43,9 @@ async def overview(request: web.Request) -> web.Response:
         counts = source_service.identity_counts(session, user)
         open_incidents = inbox.list_incidents(session, user, status="open", limit=200).items
         return {
-            "statuses": statuses,
+            # Worst first: the sources that need a look; the clean rest is counted.
+            "statuses": statuses[:OVERVIEW_SOURCES],
+            "more_sources": max(0, len(statuses) - OVERVIEW_SOURCES),
             "identity_counts": counts,
             "tally": {
                 k: sum(s.status == k for s in statuses) for k in ("clean", "shared", "breach")
@@ -127,7 +131,7 @@ async def source_page(request: web.Request) -> web.Response:
 
     def work(session: Session) -> dict[str, Any]:
         source = source_service.get_source(session, user, source_id)
-        status = next(s for s in source_statuses(session, user) if s.source.id == source.id)
+        status = source_status(session, user, source)
         authorised = source_service.authorised_domains(session, source)
         organisations = inbox.source_organisations(session, source)
         for org in organisations:

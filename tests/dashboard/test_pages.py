@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 from canary.dashboard.mailpages import SOURCE_MENU_LIMIT
+from canary.dashboard.pages import OVERVIEW_SOURCES
 from sqlmodel import select
 
 from canary.models import AuthorisedSender, Identity, Incident, Source
@@ -262,3 +263,21 @@ async def test_message_filter_by_source_name_when_there_are_too_many_for_a_menu(
     unknown = await client.get("/messages", params={"source": "no such site"})
     assert unknown.status == 200
     assert f"/messages/{alice.message.id}" not in await unknown.text()
+
+
+async def test_overview_lists_the_worst_sources_first_and_counts_the_rest(
+    client: TestClient, store: Store, alice: Seeded
+) -> None:
+    with store.session() as session:
+        session.add_all(
+            Source(owner_id=alice.user.id, name=f"Clean {n:03}", slug=f"clean-{n:03}")  # type: ignore[arg-type]
+            for n in range(OVERVIEW_SOURCES)
+        )
+    await login(client, "alice")
+    overview = await (await client.get("/")).text()
+    # Shop X, with its shared incident, heads the table; one clean source is left over.
+    assert overview.index("Shop X") < overview.index("Clean 000")
+    assert "Clean 098" in overview and "Clean 099" not in overview
+    assert "and 1 more" in overview
+    page = await (await client.get(f"/sources/{alice.source.id}")).text()
+    assert 'class="pill shared">shared' in page
