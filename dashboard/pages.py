@@ -14,6 +14,7 @@ from canary.dashboard import account, catchallpages, keys, mailpages
 from canary.dashboard.auth import current_user
 from canary.dashboard.charts import bar_chart
 from canary.dashboard.db import run
+from canary.dashboard.mailpages import SOURCE_MENU_LIMIT
 from canary.dashboard.serialize import identity_request, path_id, pick_or_create_source
 from canary.dashboard.templating import render
 from sqlmodel import Session, select
@@ -24,7 +25,6 @@ from canary.errors import CanaryError, InvalidInput
 from canary.identity import create_identities, find_identity, list_identities, retire_identity
 from canary.models import AuthorisedSender, Source
 from canary.overview import leaks_per_week, recent_findings, source_status, source_statuses
-from canary.ownership import as_id
 from canary.source_merge import merge_sources, rename_source
 from canary.trace import trace
 
@@ -136,6 +136,11 @@ async def source_page(request: web.Request) -> web.Response:
         organisations = inbox.source_organisations(session, source)
         for org in organisations:
             org["authorised"] = org["organisation"] in authorised
+        others = [
+            s
+            for s in source_service.list_sources(session, user, SOURCE_MENU_LIMIT + 2)
+            if s.id != source.id
+        ]
         senders = session.exec(
             select(AuthorisedSender)
             .where(AuthorisedSender.source_id == source.id)
@@ -147,7 +152,8 @@ async def source_page(request: web.Request) -> web.Response:
             "identities": list_identities(session, user, source, limit=200),
             "authorised": authorised,
             "senders": senders,
-            "others": [s for s in source_service.list_sources(session, user) if s.id != source.id],
+            # The merge target: a menu while there are few sources, a name typed in after.
+            "others": others if len(others) <= SOURCE_MENU_LIMIT else None,
             "organisations": organisations,
             "findings": inbox.list_findings(session, user, source_id=source.id, limit=50).items,
             "incidents": inbox.list_incidents(session, user, source_id=source.id).items,
@@ -191,12 +197,13 @@ async def source_rename(request: web.Request) -> web.Response:
 async def source_merge(request: web.Request) -> web.Response:
     user = current_user(request)
     source_id = path_id(request)
-    into = as_id((await request.post()).get("into"))
+    # An id from the menu, or a name typed in when there are too many for a menu.
+    into = str((await request.post()).get("into") or "").strip()
     reevaluate = request.app[keys.REEVALUATE]
 
     def work(session: Session) -> Source:
         source_service.get_source(session, user, source_id)  # another user's: not found
-        if into is None:
+        if not into:
             raise InvalidInput("choose the source to merge into")
         return merge_sources(session, user, source_id, into, reevaluate)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp.test_utils import TestClient
+from canary.dashboard.mailpages import SOURCE_MENU_LIMIT
 from sqlmodel import select
 
 from canary.catchall import claim_subdomain, issue_on_first_use
@@ -110,3 +111,23 @@ async def test_a_catch_all_identity_page_has_no_empty_name(
     page = await (await client.get(f"/identities/{identity_id}")).text()
     assert "forum@alice.canary.test" in page and 'id="name"' not in page
     assert "no tagged name" in page
+
+
+async def test_with_many_sources_the_merge_target_is_typed_by_name(
+    client: TestClient, store: Store, alice: Seeded
+) -> None:
+    with store.session() as session:
+        session.add_all(
+            Source(owner_id=alice.user.id, name=f"Site {n}", slug=f"site-{n}")  # type: ignore[arg-type]
+            for n in range(SOURCE_MENU_LIMIT + 1)
+        )
+        extra = add_source(session, alice.user, "shopx2", domains=[])
+    csrf = await login(client, "alice")
+    page = await (await client.get(f"/sources/{extra.id}")).text()
+    assert 'placeholder="name of the source"' in page and "<option" not in page
+    merged = await client.post(
+        f"/sources/{extra.id}/merge", data={"into": "Shop X", "csrf": csrf}, allow_redirects=False
+    )
+    assert merged.headers["Location"] == f"/sources/{alice.source.id}"
+    with store.session() as session:
+        assert session.get(Source, extra.id) is None
