@@ -35,7 +35,14 @@ from canary.source_merge import merge_sources, rename_source
 from canary.store import Store
 from canary.users import add_user
 from tests.support.dns_server import TestDnsServer
-from tests.support.smtp import add_identity, add_source, message_bytes, send_message, start_server
+from tests.support.smtp import (
+    add_identity,
+    add_source,
+    message_bytes,
+    message_from,
+    send_message,
+    start_server,
+)
 
 DOMAINS = ("canary.test",)
 
@@ -50,7 +57,7 @@ async def _send(
 ) -> int:
     """Send one message from ``sender``'s domain to ``rcpt``; return the reply code."""
     domain = sender.rpartition("@")[2]
-    content = message_bytes(subject, to=rcpt).replace(b"news@shop.test", sender.encode())
+    content = message_from(sender, subject, to=rcpt)
     running = await start_server(store, settings)
     try:
         reply = await send_message(running.host, running.port, f"bounce@{domain}", [rcpt], content)

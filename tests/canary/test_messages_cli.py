@@ -12,7 +12,15 @@ from canary.models import User
 from canary.pipeline import Analyzer
 from canary.store import Store
 from tests.support.dns_server import TestDnsServer
-from tests.support.smtp import add_identity, add_source, message_bytes, send_message, start_server
+from tests.support.smtp import (
+    add_identity,
+    add_source,
+    message_bytes,
+    message_from,
+    receive,
+    send_message,
+    start_server,
+)
 
 
 @pytest.fixture
@@ -35,15 +43,12 @@ async def test_messages_list_and_show(
     dns_server.txt("shop.test", "v=spf1 ip4:127.0.0.0/8 -all")
     shop = add_source(store, owner, "Shop", ["shop.test"])
     add_identity(store, owner, shop, "k3m9abc", "Marc Q Kollier")
-    running = await start_server(store, settings)
-    try:
-        for rcpt in ("k3m9abc@canary.test", "guess@canary.test"):
-            reply = await send_message(
-                running.host, running.port, "b@shop.test", [rcpt], message_bytes(rcpt)
-            )
-            assert reply.code == 250
-    finally:
-        await running.stop()
+    await receive(
+        store,
+        settings,
+        *(("b@shop.test", [rcpt], message_bytes(rcpt)) for rcpt in
+          ("k3m9abc@canary.test", "guess@canary.test")),
+    )  # fmt: skip
     Analyzer(store, settings).drain()
 
     assert main(["messages", "--user", "alice", "--json"]) == 0
@@ -119,16 +124,12 @@ async def test_findings_and_incidents_lists_and_acting_on_an_incident(
     dns_server.spf_pass_from_loopback("brokerx.test")
     shop = add_source(store, owner, "Shop", ["shop.test"])
     add_identity(store, owner, shop, "k3m9abc", "Marc Q Kollier")
-    running = await start_server(store, settings)
-    try:
-        for sender in ("b@shop.test", "b@brokerx.test"):
-            content = message_bytes(sender).replace(b"news@shop.test", sender.encode())
-            reply = await send_message(
-                running.host, running.port, sender, ["k3m9abc@canary.test"], content
-            )
-            assert reply.code == 250
-    finally:
-        await running.stop()
+    await receive(
+        store,
+        settings,
+        *((sender, ["k3m9abc@canary.test"], message_from(sender, sender)) for sender in
+          ("b@shop.test", "b@brokerx.test")),
+    )  # fmt: skip
     Analyzer(store, settings).drain()
 
     assert main(["findings", "--user", "alice", "--json"]) == 0

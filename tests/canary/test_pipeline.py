@@ -22,8 +22,7 @@ from tests.support.smtp import (
     add_identity,
     add_source,
     message_bytes,
-    send_message,
-    start_server,
+    receive,
 )
 
 
@@ -33,13 +32,8 @@ async def _receive(
     *messages: tuple[list[str], bytes],
     mail_from: str = "b@mailer.test",
 ) -> None:
-    running = await start_server(store, settings)
-    try:
-        for rcpts, content in messages:
-            reply = await send_message(running.host, running.port, mail_from, rcpts, content)
-            assert reply.code == 250, reply
-    finally:
-        await running.stop()
+    """Every message from one envelope sender, acknowledged with 250."""
+    await receive(store, settings, *((mail_from, rcpts, content) for rcpts, content in messages))
 
 
 async def _offer_from_broker(

@@ -10,7 +10,7 @@ from canary.catchall import claim_subdomain, issue_on_first_use
 from canary.models import AuthorisedSender, CatchAllDomain, Delivery, Identity, Source
 from canary.sources import add_source
 from canary.store import Store
-from tests.support.dashboard import Seeded, login
+from tests.support.dashboard import Seeded, add_sources, login
 
 
 async def test_claiming_and_releasing_a_subdomain(
@@ -116,11 +116,8 @@ async def test_a_catch_all_identity_page_has_no_empty_name(
 async def test_with_many_sources_the_merge_target_is_typed_by_name(
     client: TestClient, store: Store, alice: Seeded
 ) -> None:
+    add_sources(store, alice.user, (f"Site {n}" for n in range(SOURCE_MENU_LIMIT + 1)))
     with store.session() as session:
-        session.add_all(
-            Source(owner_id=alice.user.id, name=f"Site {n}", slug=f"site-{n}")  # type: ignore[arg-type]
-            for n in range(SOURCE_MENU_LIMIT + 1)
-        )
         extra = add_source(session, alice.user, "shopx2", domains=[])
     csrf = await login(client, "alice")
     page = await (await client.get(f"/sources/{extra.id}")).text()

@@ -10,9 +10,9 @@ from canary.dashboard.mailpages import SOURCE_MENU_LIMIT
 from canary.dashboard.pages import OVERVIEW_SOURCES
 from sqlmodel import select
 
-from canary.models import AuthorisedSender, Identity, Incident, Source
+from canary.models import AuthorisedSender, Identity, Incident
 from canary.store import Store
-from tests.support.dashboard import PASSWORD, Seeded, build_app, csrf_of, login
+from tests.support.dashboard import PASSWORD, Seeded, add_sources, build_app, csrf_of, login
 
 
 async def test_login_sets_a_hardened_cookie_and_rotates_the_session(
@@ -246,11 +246,7 @@ async def test_logout(client: TestClient, alice: Seeded) -> None:
 async def test_message_filter_by_source_name_when_there_are_too_many_for_a_menu(
     client: TestClient, store: Store, alice: Seeded
 ) -> None:
-    with store.session() as session:
-        session.add_all(
-            Source(owner_id=alice.user.id, name=f"Site {n}", slug=f"site-{n}")  # type: ignore[arg-type]
-            for n in range(SOURCE_MENU_LIMIT)
-        )
+    add_sources(store, alice.user, (f"Site {n}" for n in range(SOURCE_MENU_LIMIT)))
     await login(client, "alice")
     page = await (await client.get("/messages")).text()
     assert 'name="source"' in page and '<option value="' + str(alice.source.id) not in page
@@ -268,11 +264,7 @@ async def test_message_filter_by_source_name_when_there_are_too_many_for_a_menu(
 async def test_overview_lists_the_worst_sources_first_and_counts_the_rest(
     client: TestClient, store: Store, alice: Seeded
 ) -> None:
-    with store.session() as session:
-        session.add_all(
-            Source(owner_id=alice.user.id, name=f"Clean {n:03}", slug=f"clean-{n:03}")  # type: ignore[arg-type]
-            for n in range(OVERVIEW_SOURCES)
-        )
+    add_sources(store, alice.user, (f"Clean {n:03}" for n in range(OVERVIEW_SOURCES)))
     await login(client, "alice")
     overview = await (await client.get("/")).text()
     # Shop X, with its shared incident, heads the table; one clean source is left over.

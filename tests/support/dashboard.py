@@ -8,6 +8,7 @@ real tables, never mocked.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -235,3 +236,12 @@ async def api_call(
     response = await client.request(method, f"/api/v1{path}", **kwargs)
     assert response.status == status, await response.text()
     return await response.json()
+
+
+def add_sources(store: Store, user: User, names: Iterable[str]) -> None:
+    """Plain sources of ``user``, no identities (a long source list, say)."""
+    with store.session() as session:
+        session.add_all(
+            Source(owner_id=user.id, name=name, slug=name.lower().replace(" ", "-"))  # type: ignore[arg-type]
+            for name in names
+        )

@@ -173,6 +173,28 @@ async def send_message(
         await client.close()
 
 
+async def receive(
+    store: Store, settings: Settings, *messages: tuple[str, Sequence[str], bytes]
+) -> list[Reply]:
+    """Start the real server, send each ``(mail_from, rcpts, content)`` on its own
+    connection, stop it; every message must be acknowledged with 250."""
+    running = await start_server(store, settings)
+    replies = []
+    try:
+        for mail_from, rcpts, content in messages:
+            reply = await send_message(running.host, running.port, mail_from, rcpts, content)
+            assert reply.code == 250, reply
+            replies.append(reply)
+    finally:
+        await running.stop()
+    return replies
+
+
+def message_from(sender: str, subject: str, to: str = "x@canary.test") -> bytes:
+    """A small message whose From line is ``sender``."""
+    return message_bytes(subject, to=to).replace(b"news@shop.test", sender.encode())
+
+
 def message_bytes(subject: str = "hello", to: str = "x@canary.test", body: str = "hi") -> bytes:
     """A small well-formed message with CRLF line endings."""
     return (
