@@ -1,8 +1,9 @@
 """One rule for every owner-scoped lookup: another user's row is the same as no row.
 
-Every service function that takes an id from a user goes through :func:`owned`, so a
-guessed id of someone else's source, incident or channel gets exactly the answer a
-missing id gets (``NotFound``), and nothing about it can be learned from the error.
+Lookups by a user-supplied id go through :func:`owned` (or, where a name is accepted
+too, through :func:`as_id` and an owner check), so a guessed id of someone else's
+source, incident or channel gets exactly the answer a missing id gets (``NotFound``),
+and nothing about it can be learned from the error.
 """
 
 from __future__ import annotations
