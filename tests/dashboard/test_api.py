@@ -8,25 +8,19 @@ from aiohttp.test_utils import TestClient
 
 from canary.models import Incident
 from canary.store import Store
-from tests.support.dashboard import Seeded
+from tests.support.dashboard import Seeded, api_call, bearer
 
-
-def auth(seeded: Seeded) -> dict[str, str]:
-    return {"Authorization": f"Bearer {seeded.token}"}
+auth = bearer
 
 
 async def get(client: TestClient, seeded: Seeded, path: str, status: int = 200) -> Any:
-    response = await client.get(f"/api/v1{path}", headers=auth(seeded))
-    assert response.status == status, await response.text()
-    return await response.json()
+    return await api_call(client, seeded, "GET", path, status=status)
 
 
 async def post(
     client: TestClient, seeded: Seeded, path: str, body: Any = None, status: int = 200
 ) -> Any:
-    response = await client.post(f"/api/v1{path}", json=body or {}, headers=auth(seeded))
-    assert response.status == status, await response.text()
-    return await response.json()
+    return await api_call(client, seeded, "POST", path, body, status)
 
 
 async def test_healthz_and_openapi(client: TestClient) -> None:

@@ -16,26 +16,18 @@ from sqlmodel import select
 
 from canary.models import Identity, IssuanceRecord
 from canary.store import Store
-from tests.support.dashboard import Seeded
+from tests.support.dashboard import Seeded, api_call, bearer
 from tests.support.dns_server import TestDnsServer
 from tests.support.study import PLAN, send_study_mail
 
 PATH = "/api/v1"
 
 
-def auth(seeded: Seeded) -> dict[str, str]:
-    return {"Authorization": f"Bearer {seeded.token}"}
-
-
 async def call(
     client: TestClient, seeded: Seeded, method: str, path: str, status: int = 200, **kw: Any
 ) -> Any:
-    headers = {**auth(seeded), **kw.pop("headers", {})}
-    response = await client.request(method, f"{PATH}{path}", headers=headers, **kw)
-    assert response.status == status, await response.text()
-    if response.content_type == "application/json":
-        return await response.json()
-    return await response.text()
+    """:func:`api_call` with the status before the keyword arguments."""
+    return await api_call(client, seeded, method, path, kw.pop("json", None), status, **kw)
 
 
 async def test_import_list_read_and_personas(
@@ -126,7 +118,7 @@ async def test_report_graph_and_graphml_of_a_study_that_received_mail(
     }  # fmt: skip
 
     response = await client.get(
-        f"{PATH}/studies/{sent.study_id}/graph.graphml", headers=auth(alice)
+        f"{PATH}/studies/{sent.study_id}/graph.graphml", headers=bearer(alice)
     )
     assert response.status == 200 and response.content_type == "application/graphml+xml"
     root = ET.fromstring(await response.read())

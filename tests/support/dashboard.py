@@ -228,14 +228,19 @@ async def api_call(
     path: str,
     body: Any = None,
     status: int = 200,
+    **kwargs: Any,
 ) -> Any:
-    """Call ``/api/v1{path}`` as ``seeded``, check the status, return the JSON body."""
-    kwargs: dict[str, Any] = {"headers": bearer(seeded)}
-    if method.upper() != "GET":
-        kwargs["json"] = body if body is not None else {}
+    """Call ``/api/v1{path}`` as ``seeded``, check the status, return the body (JSON
+    decoded when it is JSON). ``body`` is sent as JSON; ``kwargs`` go to aiohttp
+    (``data``, ``params``, more ``headers``)."""
+    kwargs["headers"] = {**bearer(seeded), **kwargs.get("headers", {})}
+    if body is not None or (method.upper() != "GET" and "data" not in kwargs):
+        kwargs.setdefault("json", body if body is not None else {})
     response = await client.request(method, f"/api/v1{path}", **kwargs)
     assert response.status == status, await response.text()
-    return await response.json()
+    if response.content_type == "application/json":
+        return await response.json()
+    return await response.text()
 
 
 def add_sources(store: Store, user: User, names: Iterable[str]) -> None:
