@@ -32,17 +32,22 @@ def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CANARY_DNS_SERVERS", servers)
 
 
+@pytest.fixture
+def shop_identity(store: Store, owner: User, dns_server: TestDnsServer) -> None:
+    """Alice's source Shop (shop.test, which passes SPF from loopback) and its identity
+    k3m9abc@canary.test."""
+    dns_server.spf_pass_from_loopback("shop.test")
+    shop = add_source(store, owner, "Shop", ["shop.test"])
+    add_identity(store, owner, shop, "k3m9abc", "Marc Q Kollier")
+
+
 async def test_messages_list_and_show(
     store: Store,
     settings: Settings,
-    owner: User,
+    shop_identity: None,
     cli_env: None,
     capsys: pytest.CaptureFixture[str],
-    dns_server: TestDnsServer,
 ) -> None:
-    dns_server.txt("shop.test", "v=spf1 ip4:127.0.0.0/8 -all")
-    shop = add_source(store, owner, "Shop", ["shop.test"])
-    add_identity(store, owner, shop, "k3m9abc", "Marc Q Kollier")
     await receive(
         store,
         settings,
@@ -115,15 +120,12 @@ async def test_worker_once_analyses_the_queue(
 async def test_findings_and_incidents_lists_and_acting_on_an_incident(
     store: Store,
     settings: Settings,
-    owner: User,
+    shop_identity: None,
     cli_env: None,
     capsys: pytest.CaptureFixture[str],
     dns_server: TestDnsServer,
 ) -> None:
-    dns_server.spf_pass_from_loopback("shop.test")
     dns_server.spf_pass_from_loopback("brokerx.test")
-    shop = add_source(store, owner, "Shop", ["shop.test"])
-    add_identity(store, owner, shop, "k3m9abc", "Marc Q Kollier")
     await receive(
         store,
         settings,
