@@ -16,9 +16,16 @@ from sqlmodel import select
 from canary.config import Settings
 from canary.models import Delivery, Incident, Source, User
 from canary.store import Store
-from canary.users import add_user
-from tests.support.browser import LiveDashboard, Recorder, deliver, log_in, screenshot
-from tests.support.dashboard import PASSWORD, hostile_message
+from tests.support.browser import (
+    LiveDashboard,
+    Recorder,
+    browser_user,  # noqa: F401 - the fixture "user"
+    deliver,
+    log_in,
+    screenshot,
+    sqlite_only,  # noqa: F401 - the fixture "backend"
+)
+from tests.support.dashboard import hostile_message
 from tests.support.dns_server import (
     TestDnsServer,
     dkim_sign,
@@ -27,19 +34,6 @@ from tests.support.dns_server import (
 )
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def backend() -> str:
-    """The browser adds nothing per backend; SQLite keeps these tests quick."""
-    return "sqlite"
-
-
-@pytest.fixture
-def user(store: Store) -> User:
-    """The account `canary user add --admin` would make."""
-    with store.session() as session:
-        return add_user(session, "marc", password=PASSWORD, admin=True)
 
 
 def newsletter(to: str) -> bytes:

@@ -29,9 +29,15 @@ from sqlmodel import select
 from canary.config import Settings
 from canary.models import Message, User
 from canary.store import Store
-from canary.users import add_user
-from tests.support.browser import LiveDashboard, Recorder, deliver, log_in
-from tests.support.dashboard import PASSWORD, Seeded, login
+from tests.support.browser import (
+    LiveDashboard,
+    Recorder,
+    browser_user,  # noqa: F401 - the fixture "user"
+    deliver,
+    log_in,
+    sqlite_only,  # noqa: F401 - the fixture "backend"
+)
+from tests.support.dashboard import Seeded, login
 from tests.support.smtp import add_identity, add_source
 
 
@@ -322,18 +328,6 @@ async def click_everything(frame: Any) -> None:
             await element.click(force=True, timeout=500, no_wait_after=True)
         except Exception:  # noqa: BLE001 - hidden, or detached by a previous click
             continue
-
-
-@pytest.fixture
-def backend() -> str:
-    """The browser adds nothing per backend; SQLite keeps these tests quick."""
-    return "sqlite"
-
-
-@pytest.fixture
-def user(store: Store) -> User:
-    with store.session() as session:
-        return add_user(session, "marc", password=PASSWORD, admin=True)
 
 
 @pytest.mark.slow

@@ -12,18 +12,17 @@ import pytest
 
 from canary.config import Settings
 from canary.store import Store
-from tests.support.browser import LiveDashboard, Recorder, screenshot
+from tests.support.browser import (
+    LiveDashboard,
+    Recorder,
+    screenshot,
+    sqlite_only,  # noqa: F401 - the fixture "backend"
+)
 from tests.support.dashboard import PASSWORD, Seeded
 from tests.support.dns_server import TestDnsServer
 from tests.support.study import send_study_mail
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def backend() -> str:
-    """The browser adds nothing per backend; SQLite keeps this test quick."""
-    return "sqlite"
 
 
 async def test_report_page_draws_the_graph_and_the_plot(

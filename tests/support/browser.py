@@ -20,8 +20,10 @@ import pytest
 from aiohttp import web
 
 from canary.config import Settings
+from canary.models import User
 from canary.pipeline import Analyzer
 from canary.store import Store
+from canary.users import add_user
 from tests.support.dashboard import PASSWORD, build_app
 from tests.support.smtp import send_message, start_server
 
@@ -161,3 +163,18 @@ async def deliver(store: Store, settings: Settings, to: str, *contents: bytes) -
     finally:
         await server.stop()
     Analyzer(store, settings).drain()
+
+
+# Browser tests import these two by name; they override the conftest fixtures of the
+# same names only in those modules.
+@pytest.fixture(name="backend")
+def sqlite_only() -> str:
+    """The browser adds nothing per backend; SQLite keeps browser tests quick."""
+    return "sqlite"
+
+
+@pytest.fixture(name="user")
+def browser_user(store: Store) -> User:
+    """The account `canary user add --admin` would make, as :func:`log_in` logs in."""
+    with store.session() as session:
+        return add_user(session, "marc", password=PASSWORD, admin=True)
