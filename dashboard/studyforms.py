@@ -139,6 +139,17 @@ def study_json(study: Study, sites: int | None = None) -> dict[str, Any]:
     return data
 
 
+def style_and_domain(settings: Settings, body: dict[str, Any]) -> tuple[str, str]:
+    """The alias style and canary domain asked for, or this service's defaults."""
+    style = string_field(body, "style", settings.identity_style, nonempty=True)
+    if style not in ALIAS_STYLES:
+        raise InvalidInput(f"style must be one of {', '.join(ALIAS_STYLES)}")
+    domain = string_field(body, "domain", settings.default_domain or "", nonempty=True)
+    if domain not in settings.domains:
+        raise InvalidInput(f"{domain!r} is not a canary domain of this service")
+    return style, domain
+
+
 def import_plan(
     session: Session, settings: Settings, user: User, body: dict[str, Any]
 ) -> dict[str, Any]:
@@ -149,12 +160,7 @@ def import_plan(
     per_site = int_field(body, "personas_per_site", 1)
     if not 1 <= per_site <= MAX_PERSONAS_PER_SITE:
         raise InvalidInput(f"personas_per_site must be 1 to {MAX_PERSONAS_PER_SITE}")
-    style = string_field(body, "style", settings.identity_style, nonempty=True)
-    if style not in ALIAS_STYLES:
-        raise InvalidInput(f"style must be one of {', '.join(ALIAS_STYLES)}")
-    domain = string_field(body, "domain", settings.default_domain or "", nonempty=True)
-    if domain not in settings.domains:
-        raise InvalidInput(f"{domain!r} is not a canary domain of this service")
+    style, domain = style_and_domain(settings, body)
     locale = string_field(body, "locale", settings.faker_locale, nonempty=True)
     if locale not in AVAILABLE_LOCALES:
         raise InvalidInput(f"unknown locale {locale!r} (e.g. en_US, de_DE, fr_FR)")
@@ -227,12 +233,7 @@ def seed_batch_request(settings: Settings, body: dict[str, Any]) -> dict[str, An
     count = int_field(body, "count", 10)
     if not 1 <= count <= MAX_API_SEEDS:
         raise InvalidInput(f"count must be between 1 and {MAX_API_SEEDS:,}")
-    style = string_field(body, "style", settings.identity_style, nonempty=True)
-    if style not in ALIAS_STYLES:
-        raise InvalidInput(f"style must be one of {', '.join(ALIAS_STYLES)}")
-    domain = string_field(body, "domain", settings.default_domain or "", nonempty=True)
-    if domain not in settings.domains:
-        raise InvalidInput(f"{domain!r} is not a canary domain of this service")
+    style, domain = style_and_domain(settings, body)
     return {
         "vendor": vendor,
         "count": count,
