@@ -104,7 +104,8 @@ async def read_source(request: web.Request) -> web.Response:
         source = source_service.get_source(session, user, source_id)
         status = source_status(session, user, source).status
         data = source_json(session, source, status)
-        data["identity_count"] = source_service.identity_counts(session, user).get(source_id, 0)
+        counts = source_service.identity_counts(session, user, source)
+        data["identity_count"] = counts.get(source_id, 0)
         data["organisations"] = inbox.source_organisations(session, source)
         return data
 
