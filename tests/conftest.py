@@ -12,6 +12,7 @@ from canary.config import Settings
 from canary.models import User
 from canary.store import Store
 from tests.support.databases import database_url
+from tests.support.dns_server import ANSWER_TIMEOUT
 
 if TYPE_CHECKING:
     from tests.support.dns_server import TestDnsServer
@@ -51,7 +52,7 @@ def make_settings(
             database_url=db_url,
             domains=(CANARY_DOMAIN,),
             dns_servers=dns_server.servers,
-            dns_timeout=2.0,
+            dns_timeout=ANSWER_TIMEOUT,
         )
         return base.replace(**overrides)
 

@@ -34,7 +34,7 @@ from canary.confirm import (
 from canary.models import ConfirmationAttempt, Delivery, Finding, Message, User
 from canary.store import Store
 from canary.study import import_study, parse_plan
-from tests.support.dns_server import TestDnsServer
+from tests.support.dns_server import ANSWER_TIMEOUT, TestDnsServer
 
 LOOPBACK = lambda host, port: ["127.0.0.1"]  # noqa: E731
 
@@ -182,7 +182,7 @@ def test_names_resolving_to_non_public_addresses_are_refused(
     port, seen = web
     for rtype, value in NAMES[name]:
         dns_server.add(name, rtype, value)
-    resolve = dns_resolver(dns_server.servers, timeout=2.0)
+    resolve = dns_resolver(dns_server.servers, timeout=ANSWER_TIMEOUT)
     outcome = fetch_once(f"http://{name}:{port}/confirm", resolve=resolve, allowed_ports=None)
     assert outcome.outcome == "refused", outcome
     assert outcome.address is not None and address_refusal(outcome.address) is not None
@@ -195,7 +195,7 @@ def test_a_name_resolving_to_loopback_connects_only_with_the_test_opt_in(
 ) -> None:
     port, seen = web
     dns_server.add("signup.shop.test", "A", "127.0.0.1")
-    resolve = dns_resolver(dns_server.servers, timeout=2.0)
+    resolve = dns_resolver(dns_server.servers, timeout=ANSWER_TIMEOUT)
     url = f"http://signup.shop.test:{port}/confirm"
     assert fetch_once(url, resolve=resolve, allowed_ports=None).outcome == "refused"
     assert seen.requests == []

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from canary.dns import Resolver
 from canary.dnscheck import check_domain
-from tests.support.dns_server import TestDnsServer
+from tests.support.dns_server import ANSWER_TIMEOUT, TestDnsServer
 
 
 def publish_good_zone(dns: TestDnsServer) -> None:
@@ -21,7 +21,7 @@ def publish_good_zone(dns: TestDnsServer) -> None:
 
 async def test_a_correct_zone_passes(dns_server: TestDnsServer) -> None:
     publish_good_zone(dns_server)
-    resolver = Resolver(dns_server.servers, timeout=2)
+    resolver = Resolver(dns_server.servers, timeout=ANSWER_TIMEOUT)
     report = await check_domain(resolver, "canary.test", "mx.canarytrace.test")
     assert report.ok, report
     assert report.zone_lines() == []
@@ -32,7 +32,7 @@ async def test_missing_and_wrong_records_are_reported_with_fixes(
 ) -> None:
     dns_server.add("canary.test", "MX", "10 mail.elsewhere.test")
     dns_server.txt("canary.test", "v=spf1 include:_spf.esp.test ~all")
-    resolver = Resolver(dns_server.servers, timeout=2)
+    resolver = Resolver(dns_server.servers, timeout=ANSWER_TIMEOUT)
     report = await check_domain(resolver, "canary.test", "mx.canarytrace.test")
     by_name = {c.name: c for c in report.checks}
     assert not report.ok

@@ -27,6 +27,11 @@ from dnslib.server import DNSError, DNSHandler, DNSServer
 from canary.config import Settings
 
 SPF_LOOPBACK = "v=spf1 ip4:127.0.0.0/8 -all"
+# The loopback server always answers, but on a loaded machine (a CI run beside other
+# work) its thread can wait seconds for the interpreter. Tests of silence set their own
+# short timeout; every other test waits long enough that a slow answer is never a
+# spurious temporary error.
+ANSWER_TIMEOUT = 10.0
 MODES = ("normal", "silent", "servfail", "refused", "garbage")
 
 
@@ -115,7 +120,7 @@ class TestDnsServer:
         """The value for ``Settings.dns_servers``."""
         return ((self.host, self.port),)
 
-    def settings(self, timeout: float = 2.0) -> Settings:
+    def settings(self, timeout: float = ANSWER_TIMEOUT) -> Settings:
         """Settings whose resolver asks only this server."""
         return Settings(dns_servers=self.servers, dns_timeout=timeout)
 
