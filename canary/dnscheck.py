@@ -1,14 +1,16 @@
 """DNS health of a canary domain: does mail reach us, and can nobody send as it?
 
-A canary domain needs three records: an MX pointing at this service's public host
-name, SPF ``v=spf1 -all`` (the domain never sends mail, so any message claiming it is
-forged) and DMARC ``p=reject`` (receivers drop such forgeries). :func:`check_domain`
-reads what is published and says what to add.
+A canary domain needs three records: an MX pointing at this service's public host name
+(and one for each catch-all subdomain users claim, or a wildcard), SPF ``v=spf1 -all``
+(the domain never sends mail, so any message claiming it is forged) and DMARC
+``p=reject`` (receivers drop such forgeries). :func:`check_domain` reads what is
+published and says what to add.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 
 from canary.dns import DnsTemporaryError, Resolver
 
@@ -72,29 +74,48 @@ def _dmarc_ok(records: list[str]) -> bool:
     return tags.get("p") == "reject" and tags.get("sp", "reject") == "reject"
 
 
-async def check_domain(resolver: Resolver, domain: str, mx_host: str | None) -> DomainReport:
-    """Check the MX, SPF and DMARC records of ``domain``.
+async def _mx_check(resolver: Resolver, name: str, mx_host: str | None, check: str) -> Check:
+    """Does ``name`` have an MX, and does it point at ``mx_host`` when that is known?"""
+    expected = f"{name}. MX 10 {mx_host or 'mx.your-host.example'}."
+    try:
+        mx = await resolver.mx(name)
+    except DnsTemporaryError as exc:
+        return Check(check, False, (), expected, f"lookup failed: {exc}")
+    hosts = tuple(host for _, host in mx)
+    if mx_host:
+        ok = mx_host.rstrip(".").lower() in hosts
+        advice = "" if ok else f"point the MX of {name} at {mx_host}"
+    else:
+        ok = bool(hosts)
+        advice = "" if ok else "add an MX record (set CANARY_SMTP_HOSTNAME to check it)"
+    return Check(check, ok, tuple(f"{pref} {host}" for pref, host in mx), expected, advice)
+
+
+async def check_domain(
+    resolver: Resolver,
+    domain: str,
+    mx_host: str | None,
+    subdomains: Iterable[str] = (),
+) -> DomainReport:
+    """Check the MX, SPF and DMARC records of ``domain``, and the MX of its catch-all subdomains.
 
     ``mx_host`` is the public host name this service receives mail on; without it the
-    MX check only requires that some MX exists. Temporary DNS failures are reported as
-    failed checks saying so, never as exceptions.
+    MX check only requires that some MX exists. Each claimed catch-all subdomain of
+    ``domain`` in ``subdomains`` needs an MX of its own (a wildcard ``*.domain`` MX
+    covers them all): without one, senders deliver to the subdomain's address record or
+    give up, and the catch-all never sees the mail. Temporary DNS failures are reported
+    as failed checks saying so, never as exceptions.
     """
     domain = domain.rstrip(".").lower()
-    checks: list[Check] = []
-    mx_expected = f"{domain}. MX 10 {mx_host or 'mx.your-host.example'}."
-    try:
-        mx = await resolver.mx(domain)
-        hosts = tuple(host for _, host in mx)
-        if mx_host:
-            ok = mx_host.rstrip(".").lower() in hosts
-            advice = "" if ok else f"point the MX of {domain} at {mx_host}"
-        else:
-            ok = bool(hosts)
-            advice = "" if ok else "add an MX record (set CANARY_SMTP_HOSTNAME to check it)"
-        found = tuple(f"{pref} {host}" for pref, host in mx)
-        checks.append(Check("mx", ok, found, mx_expected, advice))
-    except DnsTemporaryError as exc:
-        checks.append(Check("mx", False, (), mx_expected, f"lookup failed: {exc}"))
+    checks = [await _mx_check(resolver, domain, mx_host, "mx")]
+    for sub in sorted({s.rstrip(".").lower() for s in subdomains}):
+        if sub.endswith("." + domain):
+            check = await _mx_check(resolver, sub, mx_host, f"mx {sub}")
+            if not check.ok and not check.advice.startswith("lookup failed"):
+                wildcard = f"*.{domain}. MX 10 {mx_host or 'mx.your-host.example'}."
+                advice = f"{check.advice}, or publish {wildcard!r} for every subdomain"
+                check = replace(check, advice=advice)
+            checks.append(check)
 
     for name, qname, expected, verdict in (
         ("spf", domain, SPF_RECORD, _spf_ok),

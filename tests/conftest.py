@@ -12,7 +12,6 @@ from canary.config import Settings
 from canary.models import User
 from canary.store import Store
 from tests.support.databases import database_url
-from tests.support.dns_server import ANSWER_TIMEOUT
 
 if TYPE_CHECKING:
     from tests.support.dns_server import TestDnsServer
@@ -45,6 +44,10 @@ def make_settings(
     Sender authentication asks only ``dns_server``: a test publishes the SPF, DKIM and
     DMARC records it needs there, and nothing ever reaches a real resolver.
     """
+
+    # Imported here: the module is a pytest plugin, and importing it at the top of
+    # conftest would load it before pytest can rewrite its assertions.
+    from tests.support.dns_server import ANSWER_TIMEOUT
 
     def make(**overrides: Any) -> Settings:
         base = Settings(

@@ -21,7 +21,9 @@ def cmd_claim(ctx: CliContext) -> None:
 
     def human() -> None:
         print(f"{data['domain']} is yours: mail to any-name@{data['domain']} makes an identity")
-        print(f"  (its DNS needs an MX record, or a wildcard *.{data['domain'].partition('.')[2]})")
+        parent = data["domain"].partition(".")[2]
+        print(f"  (its DNS needs an MX record, or a wildcard *.{parent}:")
+        print(f"   `canary dns check {parent}` says whether mail reaches it)")
 
     ctx.emit(data, human)
 

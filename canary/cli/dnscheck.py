@@ -1,10 +1,14 @@
-"""``canary dns check DOMAIN``: are the canary domain's MX, SPF and DMARC records right?"""
+"""``canary dns check DOMAIN``: are the canary domain's MX, SPF and DMARC records right?
+
+The MX of every catch-all subdomain claimed under the domain is checked too.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 
+from canary.catchall import claimed_domains
 from canary.cli.context import CliContext, add_json_flag
 from canary.config import parse_domain
 from canary.dns import Resolver
@@ -18,7 +22,10 @@ def cmd_check(ctx: CliContext) -> int:
     except ValueError as exc:
         raise InvalidInput(f"bad domain: {exc}") from None
     mx_host = ctx.args.mx_host or ctx.settings.smtp_hostname
-    report = asyncio.run(check_domain(Resolver.from_settings(ctx.settings), domain, mx_host))
+    with ctx.store.session() as session:
+        subdomains = claimed_domains(session)
+    resolver = Resolver.from_settings(ctx.settings)
+    report = asyncio.run(check_domain(resolver, domain, mx_host, subdomains))
     data = {
         "domain": report.domain,
         "mx_host": report.mx_host,
@@ -47,7 +54,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dns = subparsers.add_parser("dns", help="DNS health of canary domains")
     commands = dns.add_subparsers(dest="dns_command", metavar="ACTION")
     commands.required = True
-    check = commands.add_parser("check", help="check MX, SPF and DMARC of a canary domain")
+    check = commands.add_parser(
+        "check",
+        help="check MX (with claimed catch-all subdomains), SPF and DMARC of a canary domain",
+    )
     check.add_argument("domain")
     check.add_argument(
         "--mx-host", help="public host name of this service (default: CANARY_SMTP_HOSTNAME)"

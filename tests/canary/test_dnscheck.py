@@ -45,6 +45,35 @@ async def test_missing_and_wrong_records_are_reported_with_fixes(
     ]
 
 
+async def test_claimed_catchall_subdomains_need_an_mx_or_a_wildcard(
+    dns_server: TestDnsServer,
+) -> None:
+    publish_good_zone(dns_server)
+    dns_server.add("bob.canary.test", "MX", "10 mx.canarytrace.test")
+    resolver = Resolver(dns_server.servers, timeout=ANSWER_TIMEOUT)
+    claimed = ["alice.canary.test", "bob.canary.test", "carol.other.test"]
+    report = await check_domain(resolver, "canary.test", "mx.canarytrace.test", claimed)
+    by_name = {c.name: c for c in report.checks}
+    assert "mx carol.other.test" not in by_name  # another domain's subdomain is not ours
+    assert by_name["mx bob.canary.test"].ok
+    alice = by_name["mx alice.canary.test"]
+    assert not alice.ok and not report.ok
+    assert "*.canary.test. MX 10 mx.canarytrace.test." in alice.advice
+    assert report.zone_lines() == ["alice.canary.test. MX 10 mx.canarytrace.test."]
+
+    dns_server.add("*.canary.test", "MX", "10 mx.canarytrace.test")
+    fixed = await check_domain(
+        Resolver(dns_server.servers, timeout=ANSWER_TIMEOUT),
+        "canary.test",
+        "mx.canarytrace.test",
+        claimed,
+    )
+    assert fixed.ok, fixed
+    assert {c.name: c.found for c in fixed.checks}["mx alice.canary.test"] == (
+        "10 mx.canarytrace.test",
+    )
+
+
 async def test_a_silent_dns_server_is_a_failed_check_not_a_crash(
     dns_server: TestDnsServer,
 ) -> None:
@@ -84,3 +113,32 @@ def test_cli_prints_records_and_exits_non_zero(dns_server: TestDnsServer, tmp_pa
     )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert ok.stdout.count("ok ") == 3
+
+
+def test_cli_checks_the_subdomains_users_claimed(dns_server: TestDnsServer, tmp_path: Path) -> None:
+    publish_good_zone(dns_server)
+    host, port = dns_server.servers[0]
+    env = {
+        **os.environ,
+        "CANARY_DATA_DIR": str(tmp_path),
+        "CANARY_DOMAINS": "canary.test",
+        "CANARY_DNS_SERVERS": f"{host}:{port}",
+        "CANARY_SMTP_HOSTNAME": "mx.canarytrace.test",
+    }
+
+    def canary(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "canary", *args], env=env, capture_output=True, text=True
+        )
+
+    claim = canary("catchall", "claim", "alice.canary.test")
+    assert claim.returncode == 0, claim.stderr
+    assert "canary dns check canary.test" in claim.stdout
+    missing = canary("dns", "check", "canary.test")
+    assert missing.returncode == 1
+    assert "FAIL mx alice.canary.test" in missing.stdout
+    assert "alice.canary.test. MX 10 mx.canarytrace.test." in missing.stdout
+    dns_server.add("*.canary.test", "MX", "10 mx.canarytrace.test")
+    fixed = canary("dns", "check", "canary.test", "--json")
+    assert fixed.returncode == 0, fixed.stdout
+    assert "mx alice.canary.test" in [c["check"] for c in json.loads(fixed.stdout)["checks"]]

@@ -185,6 +185,8 @@ class TestDnsServer:
         with self._lock:
             found = list(self.records.get((qname, qtype), []))
             exists = any(n == qname or n.endswith("." + qname) for n, _ in self.records)
+            if not exists:
+                found, exists = self._wildcard(qname, qtype)
         for rdata, ttl in found:
             reply.add_answer(RR(request.q.qname, getattr(QTYPE, qtype), rdata=rdata, ttl=ttl))
         if not found:
@@ -197,6 +199,15 @@ class TestDnsServer:
                 (1, 3600, 600, 86400, self.negative_ttl),
             )
             reply.add_auth(RR(DNSLabel(apex), QTYPE.SOA, rdata=soa, ttl=self.negative_ttl))
+
+    def _wildcard(self, qname: str, qtype: str) -> tuple[list[tuple[Any, int]], bool]:
+        """Records of the closest ``*.parent`` for a name that does not exist (RFC 4592)."""
+        labels = qname.split(".")
+        for i in range(1, len(labels)):
+            star = "*." + ".".join(labels[i:])
+            if any(n == star for n, _ in self.records):
+                return list(self.records.get((star, qtype), [])), True
+        return [], False
 
 
 @pytest.fixture
