@@ -22,7 +22,8 @@ Safety rules, in the order they are checked (a refusal is recorded, never retrie
 
 The fetch runs outside the analysis worker's transaction: :func:`run_confirmations` is a
 job (CLI or scheduler) that finds eligible deliveries and records a
-:class:`~canary.models.ConfirmationAttempt` for each.
+:class:`~canary.models.ConfirmationAttempt` for each, reserving it before the fetch so
+that two processes never both fetch the same persona's link.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from canary.config import Settings
@@ -350,17 +352,17 @@ def _candidates(session: Session, limit: int) -> list[Candidate]:
     return out
 
 
-def run_confirmations(
-    session: Session,
-    *,
-    resolve: Resolver = system_resolver,
-    allow_private: bool = False,
-    allowed_ports: Sequence[int] | None = DEFAULT_PORTS,
-    timeout: float = DEFAULT_TIMEOUT,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    limit: int = 500,
-) -> list[ConfirmationAttempt]:
-    """Fetch pending confirmation links of opted-in studies; returns the attempts made.
+@dataclass(frozen=True)
+class PendingLink:
+    """A persona's confirmation link, found in a qualifying message and not yet fetched."""
+
+    identity_id: int
+    delivery_id: int
+    url: str
+
+
+def pending_links(session: Session, limit: int = 500) -> list[PendingLink]:
+    """Confirmation links of opted-in studies that are due for their one fetch.
 
     Only deliveries with a current ``expected`` finding whose sender organisation is one
     of the site's *own* domains and was authenticated (not the unauthenticated first
@@ -368,7 +370,7 @@ def run_confirmations(
     """
     from canary.mailbox.parse import parse_message
 
-    attempts: list[ConfirmationAttempt] = []
+    links_found: list[PendingLink] = []
     done: set[int] = set()
     own_cache: dict[int, list[str]] = {}
     for cand in _candidates(session, limit):
@@ -393,19 +395,77 @@ def run_confirmations(
         links = confirmation_links(parsed.text, parsed.html, own)
         if not links:
             continue
-        result = fetch_once(
-            links[0], resolve=resolve, allow_private=allow_private,
+        links_found.append(PendingLink(cand.identity_id, cand.delivery_id, links[0][:4000]))
+        done.add(cand.identity_id)
+    return links_found
+
+
+def confirm_link(
+    session: Session,
+    pending: PendingLink,
+    *,
+    resolve: Resolver = system_resolver,
+    allow_private: bool = False,
+    allowed_ports: Sequence[int] | None = DEFAULT_PORTS,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> ConfirmationAttempt | None:
+    """Fetch one pending link, at most once across every process sharing the database.
+
+    The attempt row is committed (outcome ``fetching``) *before* the fetch: the unique
+    identity column lets exactly one process reserve a persona's fetch, and a process
+    that loses the race gets ``None`` without having sent anything. A crash during the
+    fetch leaves the row at ``fetching``: the link may have been fetched, so it is never
+    fetched again. Commits the caller's session.
+    """
+    attempt = ConfirmationAttempt(
+        identity_id=pending.identity_id, delivery_id=pending.delivery_id, url=pending.url,
+        outcome="fetching",
+    )  # fmt: skip
+    session.add(attempt)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()  # another process reserved this persona's fetch first
+        return None
+    result = fetch_once(
+        pending.url, resolve=resolve, allow_private=allow_private,
+        allowed_ports=allowed_ports, timeout=timeout, max_bytes=max_bytes,
+    )  # fmt: skip
+    attempt.outcome = result.outcome
+    attempt.status_code = result.status_code
+    attempt.address = result.address
+    attempt.bytes_read = result.bytes_read
+    attempt.detail = result.detail[:2000]
+    attempt.attempted_at = utcnow()
+    session.add(attempt)
+    session.commit()
+    return attempt
+
+
+def run_confirmations(
+    session: Session,
+    *,
+    resolve: Resolver = system_resolver,
+    allow_private: bool = False,
+    allowed_ports: Sequence[int] | None = DEFAULT_PORTS,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    limit: int = 500,
+) -> list[ConfirmationAttempt]:
+    """Fetch the pending confirmation links of opted-in studies; returns the attempts made.
+
+    Safe to run in several processes at once (the scheduler of each ``canary serve``,
+    the CLI): each link is fetched by one of them only (:func:`confirm_link`).
+    """
+    attempts = []
+    for pending in pending_links(session, limit):
+        attempt = confirm_link(
+            session, pending, resolve=resolve, allow_private=allow_private,
             allowed_ports=allowed_ports, timeout=timeout, max_bytes=max_bytes,
         )  # fmt: skip
-        attempt = ConfirmationAttempt(
-            identity_id=cand.identity_id, delivery_id=cand.delivery_id, url=links[0][:4000],
-            outcome=result.outcome, status_code=result.status_code, address=result.address,
-            bytes_read=result.bytes_read, detail=result.detail[:2000],
-        )  # fmt: skip
-        session.add(attempt)
-        session.flush()
-        attempts.append(attempt)
-        done.add(cand.identity_id)
+        if attempt is not None:
+            attempts.append(attempt)
     return attempts
 
 

@@ -7,8 +7,9 @@ function of ``(settings, store)``, so tests and the CLI can run one directly. Da
 work inside the jobs runs in worker threads, never on the loop that serves SMTP.
 
 Jobs may run in several processes sharing one database: outbox rows are claimed with a
-lease (:mod:`canary.outbox`), digests skip channels that had one recently, and purging
-twice purges nothing more.
+lease (:mod:`canary.outbox`), digests skip channels that had one recently, purging
+twice purges nothing more, and a confirmation link is reserved in the database before
+its one fetch (:func:`canary.confirm.confirm_link`).
 """
 
 from __future__ import annotations

@@ -26,9 +26,11 @@ from canary import confirm
 from canary.config import Settings
 from canary.confirm import (
     address_refusal,
+    confirm_link,
     confirmation_links,
     dns_resolver,
     fetch_once,
+    pending_links,
     run_confirmations,
 )
 from canary.models import ConfirmationAttempt, Delivery, Finding, Message, User
@@ -322,6 +324,28 @@ def test_opted_in_study_confirms_once(store: Store, owner: User, web: tuple[int,
         attempt = session.exec(select(ConfirmationAttempt)).one()
     assert attempt.identity_id == identity_id and attempt.outcome == "fetched"
     assert attempt.status_code == 200 and attempt.address == "127.0.0.1"
+
+
+def test_two_processes_racing_for_one_link_fetch_it_once(
+    store: Store, owner: User, web: tuple[int, Seen]
+) -> None:
+    """Two schedulers (two `canary serve` sharing PostgreSQL, say) both find the link due;
+    the one that reserves it second fetches nothing and records nothing."""
+    port, seen = web
+    identity_id = _welcome(store, owner, "Raced", True, port)
+    with store.session() as first, store.session() as second:
+        (mine,) = pending_links(first)
+        (theirs,) = pending_links(second)
+        assert mine == theirs and mine.identity_id == identity_id
+        won = confirm_link(first, mine, resolve=LOOPBACK, allow_private=True,
+                           allowed_ports=None)  # fmt: skip
+        lost = confirm_link(second, theirs, resolve=LOOPBACK, allow_private=True,
+                            allowed_ports=None)  # fmt: skip
+    assert won is not None and won.outcome == "fetched"
+    assert lost is None
+    assert [r["path"] for r in seen.requests] == ["/confirm?id=7"]
+    with store.session() as session:
+        assert [a.outcome for a in session.exec(select(ConfirmationAttempt))] == ["fetched"]
 
 
 def test_not_without_opt_in(store: Store, owner: User, web: tuple[int, Seen]) -> None:
