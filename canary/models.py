@@ -229,6 +229,14 @@ class Finding(SQLModel, table=True):
         ),
         # One source's findings, newest first (0007).
         Index("ix_finding_source_owner", "source_id", "owner_id"),
+        # The newest current finding of a source and verdict, for the count triggers (0009).
+        Index(
+            "ix_finding_source_verdict_current",
+            "source_id",
+            "verdict",
+            "superseded_at",
+            "created_at",
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -247,11 +255,63 @@ class Finding(SQLModel, table=True):
     superseded_at: datetime | None = None
 
 
+class SourceVerdictCount(SQLModel, table=True):
+    """How many current findings of one verdict a source has, and when the newest was made.
+
+    Written only by database triggers on ``finding`` (migration 0009), so it is exact
+    after any change to findings; read by the overview and the source pages instead of
+    aggregating every current finding.
+    """
+
+    __tablename__ = "source_verdict_count"
+    # Covering: the overview reads a user's counts from the index alone.
+    __table_args__ = (
+        Index(
+            "ix_source_verdict_count_owner_verdict",
+            "owner_id",
+            "verdict",
+            "source_id",
+            "newest_at",
+            "findings",
+        ),
+    )
+
+    # No foreign keys: the row goes when its last finding goes, and a trigger cannot
+    # order its writes around the deletion of a source.
+    source_id: int = Field(primary_key=True)
+    verdict: str = Field(primary_key=True, max_length=24)
+    owner_id: int | None = None
+    findings: int = 0
+    newest_at: datetime | None = None
+
+
+class IdentityChange(SQLModel, table=True):
+    """A number that moves whenever one of an owner's identities is added, deleted or
+    changes a field trace matches on (database triggers, migration 0009), so trace can
+    keep those fields in memory and know when to read them again."""
+
+    __tablename__ = "identity_change"
+
+    owner_id: int = Field(primary_key=True)
+    changes: int = 0
+
+
 class Incident(SQLModel, table=True):
     """Findings rolled up per source and kind, with a status the user can change."""
 
     __tablename__ = "incident"
-    __table_args__ = (Index("ix_incident_owner_source_kind", "owner_id", "source_id", "kind"),)
+    # The newest incident per source and kind (0007); status and time make it covering
+    # for the overview's "dismissed since the newest finding" test (0009).
+    __table_args__ = (
+        Index(
+            "ix_incident_owner_source_kind",
+            "owner_id",
+            "source_id",
+            "kind",
+            "status",
+            "updated_at",
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     owner_id: int = Field(foreign_key="user_account.id", index=True)

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Select, case
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, func, select
 
-from canary.models import Delivery, Finding, Incident, Source, User, as_utc
+from canary.models import Delivery, Finding, Incident, Source, SourceVerdictCount, User
 
 # Verdicts that mean the data went somewhere it should not have.
 SHARED_KINDS = ("shared", "cross_source", "after_retirement")
@@ -33,70 +35,127 @@ class SourceStatus:
     kinds: tuple[str, ...]
 
 
+def _active(owner: User, source_ids: list[int] | None = None) -> Select[tuple[int, str, int]]:
+    """(source id, verdict, number of current findings) for each leak kind that counts
+    for a source of ``owner``: it has current findings and the newest incident of that
+    kind was not dismissed after the newest of them arrived."""
+    counts = SourceVerdictCount
+    later = aliased(Incident)
+    # The newest incident per (source, kind) decides: a kind stops counting when that
+    # incident was dismissed and no finding of the kind arrived after the dismissal.
+    dismissed = (
+        select(col(Incident.id))
+        .where(
+            Incident.owner_id == counts.owner_id,
+            Incident.source_id == counts.source_id,
+            Incident.kind == counts.verdict,
+            Incident.status == "dismissed",
+            col(Incident.updated_at) >= col(counts.newest_at),
+            ~select(col(later.id))
+            .where(
+                later.owner_id == Incident.owner_id,
+                later.source_id == Incident.source_id,
+                later.kind == Incident.kind,
+                col(later.id) > col(Incident.id),
+            )
+            .exists(),
+        )
+        .exists()
+    )
+    # Kept current by triggers on ``finding`` (migration 0009): reading it replaces an
+    # aggregate over every current leak finding (seconds at a million messages).
+    return select(col(counts.source_id), col(counts.verdict), col(counts.findings)).where(
+        counts.owner_id == owner.id,
+        col(counts.verdict).in_(LEAK_KINDS),
+        counts.findings > 0,
+        *([col(counts.source_id).in_(source_ids)] if source_ids is not None else []),
+        ~dismissed,
+    )
+
+
+def _kinds(
+    session: Session, owner: User, source_ids: list[int] | None = None
+) -> dict[int, dict[str, int]]:
+    out: dict[int, dict[str, int]] = {}
+    for source_id, verdict, n in session.exec(_active(owner, source_ids)):
+        out.setdefault(source_id, {})[verdict] = n
+    return out
+
+
+def _status(source: Source, kinds: dict[str, int]) -> SourceStatus:
+    ordered = tuple(kind for kind in LEAK_KINDS if kind in kinds)
+    status = (
+        "breach" if any(k in BREACH_KINDS for k in ordered) else "shared" if ordered else "clean"
+    )
+    return SourceStatus(source, status, sum(kinds[k] for k in ordered), ordered)
+
+
+_ORDER = {"breach": 0, "shared": 1, "clean": 2}
+
+
 def source_statuses(
     session: Session, owner: User, only_id: int | None = None
 ) -> list[SourceStatus]:
     """Every source of ``owner`` with its status, worst first, then by name; only the
     source ``only_id`` when given (a source page needs one, not ten thousand)."""
-    only = only_id is not None
     statement = select(Source).where(Source.owner_id == owner.id)
-    if only:
+    if only_id is not None:
         statement = statement.where(Source.id == only_id)
-    sources = list(session.exec(statement.order_by(Source.slug)))
-    counts: dict[tuple[int, str], tuple[int, datetime | None]] = {}
-    # ``+ 0``: grouping by the bare column lets SQLite's planner walk the source index
-    # for its order and fetch every finding row (20 s at a million findings, measured
-    # by bench/dashboard.py); the expression keeps it on the covering index
-    # ix_finding_owner_verdict_source. PostgreSQL groups the same either way.
-    source = col(Finding.source_id) + 0
-    for source_id, verdict, n, newest in session.exec(
-        select(
-            source,
-            Finding.verdict,
-            func.count(col(Finding.id)),
-            func.max(Finding.created_at),
-        )
-        .where(
-            Finding.owner_id == owner.id,
-            col(Finding.superseded_at).is_(None),
-            col(Finding.verdict).in_(LEAK_KINDS),
-            *([Finding.source_id == only_id] if only else []),
-        )
-        .group_by(source, Finding.verdict)
-    ):
-        if source_id is not None:
-            counts[(source_id, verdict)] = (n, as_utc(newest))
-    dismissed_at: dict[tuple[int, str], datetime | None] = {}
-    # Columns, not ORM objects: a study has tens of thousands of incidents, and building
-    # an object for each was most of the overview's time (bench/dashboard.py).
-    for source_id, kind, status, updated_at in session.exec(
-        select(Incident.source_id, Incident.kind, Incident.status, Incident.updated_at)
-        .where(
-            Incident.owner_id == owner.id,
-            *([Incident.source_id == only_id] if only else []),
-        )
-        .order_by(col(Incident.id))
-    ):
-        # The newest incident per (source, kind) decides.
-        dismissed_at[(source_id, kind)] = as_utc(updated_at) if status == "dismissed" else None
-    out = []
-    for source in sources:
-        assert source.id is not None
-        kinds = []
-        total = 0
-        for kind in LEAK_KINDS:
-            n, newest = counts.get((source.id, kind), (0, None))
-            when = dismissed_at.get((source.id, kind))
-            if n and not (when is not None and newest is not None and newest <= when):
-                kinds.append(kind)
-                total += n
-        status = (
-            "breach" if any(k in BREACH_KINDS for k in kinds) else "shared" if kinds else "clean"
-        )
-        out.append(SourceStatus(source, status, total, tuple(kinds)))
-    order = {"breach": 0, "shared": 1, "clean": 2}
-    out.sort(key=lambda s: (order[s.status], s.source.slug))
+    kinds = _kinds(session, owner, [only_id] if only_id is not None else None)
+    out = [_status(source, kinds.get(source.id or 0, {})) for source in session.exec(statement)]
+    out.sort(key=lambda s: (_ORDER[s.status], s.source.slug))
     return out
+
+
+@dataclass(frozen=True)
+class StatusSummary:
+    """The worst sources and how many sources have each status."""
+
+    worst: list[SourceStatus]
+    tally: dict[str, int]
+    total: int
+
+
+def status_summary(session: Session, owner: User, limit: int) -> StatusSummary:
+    """The ``limit`` worst sources of ``owner`` in the order of :func:`source_statuses`,
+    and the number of sources per status.
+
+    Counted and ordered by the database, so ten thousand sources cost no rows in Python.
+    """
+    active = _active(owner).subquery()
+    per_source = (
+        select(
+            active.c.source_id,
+            func.max(case((active.c.verdict.in_(BREACH_KINDS), 1), else_=0)).label("breach"),
+        )
+        .group_by(active.c.source_id)
+        .subquery()
+    )
+    rank = case((per_source.c.breach == 1, 0), (per_source.c.breach == 0, 1), else_=2)
+    # Python orders slugs by code point; PostgreSQL's default collation may not.
+    slug = col(Source.slug)
+    if session.get_bind().dialect.name == "postgresql":
+        slug = slug.collate("C")  # type: ignore[assignment]
+    # One statement: the tally rides along each shown row as window totals, so the
+    # counts are worked out once rather than once for the tally and once for the rows.
+    rows = session.exec(
+        select(
+            Source,
+            func.sum(case((rank == 0, 1), else_=0)).over(),
+            func.sum(case((rank == 1, 1), else_=0)).over(),
+            func.count().over(),
+        )
+        .outerjoin(per_source, per_source.c.source_id == Source.id)
+        .where(Source.owner_id == owner.id)
+        .order_by(rank, slug)
+        .limit(limit)
+    ).all()
+    worst = [row[0] for row in rows]
+    breach, shared, total = (int(n) for n in rows[0][1:]) if rows else (0, 0, 0)
+    tally = {"clean": total - breach - shared, "shared": shared, "breach": breach}
+    kinds = _kinds(session, owner, [s.id for s in worst if s.id is not None])
+    statuses = [_status(source, kinds.get(source.id or 0, {})) for source in worst]
+    return StatusSummary(statuses, tally, total)
 
 
 def leaks_per_week(

@@ -114,13 +114,21 @@ def authorise_sender(
     return record
 
 
-def identity_counts(session: Session, owner: User, source: Source | None = None) -> dict[int, int]:
-    """Number of identities per source id for one owner (for one ``source`` only, when
-    given: a source page needs its own count, not every source's)."""
+def identity_counts(
+    session: Session,
+    owner: User,
+    source: Source | None = None,
+    source_ids: list[int] | None = None,
+) -> dict[int, int]:
+    """Number of identities per source id for one owner (for one ``source`` only, or
+    the sources ``source_ids``, when given: a page needs the counts it shows, not every
+    source's)."""
     statement = select(Identity.source_id, func.count(col(Identity.id))).where(
         Identity.owner_id == owner.id
     )
     if source is not None:
         statement = statement.where(Identity.source_id == source.id)
+    if source_ids is not None:
+        statement = statement.where(col(Identity.source_id).in_(source_ids))
     rows = session.exec(statement.group_by(Identity.source_id))
     return {source_id: count for source_id, count in rows}

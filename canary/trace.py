@@ -8,14 +8,18 @@ match case-insensitively as substrings.
 
 from __future__ import annotations
 
+import bisect
+import threading
+import weakref
 from dataclasses import dataclass
 from email.utils import parseaddr
+from typing import Any
 
 from rapidfuzz import fuzz, process
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, select
 
 from canary import alias as aliases
-from canary.models import Identity, Source, User
+from canary.models import Identity, IdentityChange, Source, User
 from canary.names import name_key
 
 NAME_SCORE_CUTOFF = 75.0
@@ -74,39 +78,111 @@ def _by_address(session: Session, owner: User, address: str) -> list[tuple[Ident
     return [(identity, "alias", 100.0)] if identity else []
 
 
+@dataclass(frozen=True)
+class _Fields:
+    """One owner's identity ids with the fields trace matches on, in id order."""
+
+    changes: int
+    ids: list[int]
+    name_keys: list[str]
+    # Each column's lower-cased values joined by newlines, with every value's start, so
+    # a substring search is one C-level scan and not one SQL LIKE over every identity.
+    codes: dict[str, tuple[str, list[int]]]
+
+
+# Per engine (a process may talk to several databases), per owner. An engine that goes
+# away takes its entries with it.
+_fields_cache: weakref.WeakKeyDictionary[Any, dict[int, _Fields]] = weakref.WeakKeyDictionary()
+_fields_lock = threading.Lock()
+
+
+def _joined(values: list[str]) -> tuple[str, list[int]]:
+    starts = []
+    at = 0
+    for value in values:
+        starts.append(at)
+        at += len(value) + 1
+    return "\n".join(values), starts
+
+
+def _fields(session: Session, owner: User) -> _Fields:
+    """The owner's fields, read from the database only when ``identity_change`` moved
+    since they were last read: reading 100,000 identities took most of a trace."""
+    assert owner.id is not None
+    # Read before the identities: an identity added in between is then read too and
+    # the next request, seeing a newer number, reads again; never the reverse.
+    changes = (
+        session.exec(
+            select(IdentityChange.changes).where(IdentityChange.owner_id == owner.id)
+        ).first()
+        or 0
+    )
+    engine = session.get_bind()
+    with _fields_lock:
+        cached = _fields_cache.setdefault(engine, {}).get(owner.id)
+    if cached is not None and cached.changes == changes:
+        return cached
+    rows = session.exec(
+        select(Identity.id, Identity.name_key, Identity.reference, Identity.postal_line)
+        .where(Identity.owner_id == owner.id)
+        .order_by(col(Identity.id))
+    ).all()
+    fields = _Fields(
+        changes=changes,
+        ids=[row[0] for row in rows],
+        name_keys=[row[1] for row in rows],
+        codes={
+            "reference": _joined([(row[2] or "").lower() for row in rows]),
+            "postal_line": _joined([(row[3] or "").lower() for row in rows]),
+        },
+    )
+    with _fields_lock:
+        _fields_cache.setdefault(engine, {})[owner.id] = fields
+    return fields
+
+
+def _identities(session: Session, ids: list[int]) -> dict[int, Identity]:
+    if not ids:
+        return {}
+    return {i.id: i for i in session.exec(select(Identity).where(col(Identity.id).in_(ids)))}  # type: ignore[misc]
+
+
 def _by_name(session: Session, owner: User, text: str) -> list[tuple[Identity, str, float]]:
     query = name_key(text)
     if not query:
         return []
-    rows = session.exec(
-        select(Identity.id, Identity.name_key).where(Identity.owner_id == owner.id)
-    ).all()
-    choices = {identity_id: key for identity_id, key in rows}
+    fields = _fields(session, owner)
     ranked = process.extract(
-        query, choices, scorer=fuzz.ratio, score_cutoff=NAME_SCORE_CUTOFF, limit=MAX_RESULTS
+        query,
+        fields.name_keys,
+        scorer=fuzz.ratio,
+        score_cutoff=NAME_SCORE_CUTOFF,
+        limit=MAX_RESULTS,
     )
-    identities = {
-        i.id: i
-        for i in session.exec(
-            select(Identity).where(col(Identity.id).in_([key for _, _, key in ranked]))
-        )
-    }
-    return [(identities[identity_id], "name", score) for _, score, identity_id in ranked]
+    identities = _identities(session, [fields.ids[index] for _, _, index in ranked])
+    return [(identities[fields.ids[index]], "name", score) for _, score, index in ranked]
 
 
 def _by_code(session: Session, owner: User, text: str) -> list[tuple[Identity, str, float]]:
     needle = text.strip().lower()
-    if len(needle) < 4:
+    if len(needle) < 4 or "\n" in needle:
+        # A code never holds a line break; the joined columns use it as the separator.
         return []
-    found: list[tuple[Identity, str, float]] = []
-    for column, how in ((Identity.reference, "reference"), (Identity.postal_line, "postal_line")):
-        rows = session.exec(
-            select(Identity)
-            .where(Identity.owner_id == owner.id, func.lower(column).contains(needle))
-            .limit(MAX_RESULTS)
-        )
-        found.extend((identity, how, 100.0) for identity in rows)
-    return found
+    fields = _fields(session, owner)
+    hits: list[tuple[int, str]] = []
+    for how in ("reference", "postal_line"):
+        haystack, starts = fields.codes[how]
+        found = 0
+        at = haystack.find(needle)
+        while at != -1 and found < MAX_RESULTS:
+            index = bisect.bisect_right(starts, at) - 1
+            hits.append((fields.ids[index], how))
+            found += 1
+            # On to the next value: one identity counts once per column.
+            following = starts[index + 1] if index + 1 < len(starts) else len(haystack)
+            at = haystack.find(needle, following)
+    identities = _identities(session, [identity_id for identity_id, _ in hits])
+    return [(identities[identity_id], how, 100.0) for identity_id, how in hits]
 
 
 def trace(session: Session, owner: User, text: str) -> TraceResult:

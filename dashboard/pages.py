@@ -24,7 +24,7 @@ from canary import sources as source_service
 from canary.errors import CanaryError, InvalidInput
 from canary.identity import create_identities, find_identity, list_identities, retire_identity
 from canary.models import AuthorisedSender, Source
-from canary.overview import leaks_per_week, recent_findings, source_status, source_statuses
+from canary.overview import leaks_per_week, recent_findings, source_status, status_summary
 from canary.source_merge import merge_sources, rename_source
 from canary.trace import trace
 
@@ -39,17 +39,17 @@ async def overview(request: web.Request) -> web.Response:
     user = current_user(request)
 
     def work(session: Session) -> dict[str, Any]:
-        statuses = source_statuses(session, user)
-        counts = source_service.identity_counts(session, user)
+        summary = status_summary(session, user, OVERVIEW_SOURCES)
+        counts = source_service.identity_counts(
+            session, user, source_ids=[s.source.id for s in summary.worst if s.source.id]
+        )
         open_incidents = inbox.list_incidents(session, user, status="open", limit=200).items
         return {
             # Worst first: the sources that need a look; the clean rest is counted.
-            "statuses": statuses[:OVERVIEW_SOURCES],
-            "more_sources": max(0, len(statuses) - OVERVIEW_SOURCES),
+            "statuses": summary.worst,
+            "more_sources": max(0, summary.total - OVERVIEW_SOURCES),
             "identity_counts": counts,
-            "tally": {
-                k: sum(s.status == k for s in statuses) for k in ("clean", "shared", "breach")
-            },
+            "tally": summary.tally,
             "findings": recent_findings(session, user, 8),
             "weeks": leaks_per_week(session, user),
             "open_incidents": open_incidents,

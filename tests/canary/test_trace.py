@@ -69,3 +69,28 @@ def test_trace_never_shows_another_users_identities(store: Store, owner: User) -
         mallory = add_user(session, "mallory")
         assert trace(session, mallory, marc.alias).matches == []
         assert trace(session, mallory, "Marc Q. Kollier").matches == []
+
+
+def test_trace_sees_identities_issued_or_changed_after_an_earlier_trace(
+    store: Store, owner: User
+) -> None:
+    marc, noise = seed(store, owner)
+    with store.session() as session:
+        assert not trace(session, owner, "Zelda Quorrington").matches
+        assert not trace(session, owner, "REF-7731-QX").matches
+    with store.session() as session:
+        shop = add_source(session, owner, "Shop Z")
+        (zelda,) = create_identities(
+            session, owner, shop, IdentityRequest(domain=CANARY_DOMAIN, seed=9)
+        )
+        zelda.display_name, zelda.name_key = "Zelda Quorrington", "zelda quorrington"
+        session.add(zelda)
+        changed = session.get(type(marc), noise[0].id)
+        assert changed is not None
+        changed.reference = "REF-7731-QX"
+        session.add(changed)
+    with store.session() as session:
+        by_name = trace(session, owner, "Zelda Quorington")
+        by_code = trace(session, owner, "ref-7731")
+    assert [m.identity.id for m in by_name.matches][:1] == [zelda.id]
+    assert [(m.identity.id, m.matched_on) for m in by_code.matches] == [(noise[0].id, "reference")]
