@@ -35,10 +35,13 @@ class SourceStatus:
     kinds: tuple[str, ...]
 
 
-def _active(owner: User, source_ids: list[int] | None = None) -> Select[tuple[int, str, int]]:
+def _active(
+    owner: User, source_ids: list[int] | None = None, any_dismissed: bool = True
+) -> Select[tuple[int, str, int]]:
     """(source id, verdict, number of current findings) for each leak kind that counts
     for a source of ``owner``: it has current findings and the newest incident of that
-    kind was not dismissed after the newest of them arrived."""
+    kind was not dismissed after the newest of them arrived. ``any_dismissed=False``
+    promises the owner has no dismissed incident, which saves a probe per row."""
     counts = SourceVerdictCount
     later = aliased(Incident)
     # The newest incident per (source, kind) decides: a kind stops counting when that
@@ -69,7 +72,7 @@ def _active(owner: User, source_ids: list[int] | None = None) -> Select[tuple[in
         col(counts.verdict).in_(LEAK_KINDS),
         counts.findings > 0,
         *([col(counts.source_id).in_(source_ids)] if source_ids is not None else []),
-        ~dismissed,
+        *([~dismissed] if any_dismissed else []),
     )
 
 
@@ -122,7 +125,15 @@ def status_summary(session: Session, owner: User, limit: int) -> StatusSummary:
 
     Counted and ordered by the database, so ten thousand sources cost no rows in Python.
     """
-    active = _active(owner).subquery()
+    any_dismissed = (
+        session.exec(
+            select(col(Incident.id))
+            .where(Incident.owner_id == owner.id, Incident.status == "dismissed")
+            .limit(1)
+        ).first()
+        is not None
+    )
+    active = _active(owner, any_dismissed=any_dismissed).subquery()
     per_source = (
         select(
             active.c.source_id,
@@ -138,9 +149,10 @@ def status_summary(session: Session, owner: User, limit: int) -> StatusSummary:
         slug = slug.collate("C")  # type: ignore[assignment]
     # One statement: the tally rides along each shown row as window totals, so the
     # counts are worked out once rather than once for the tally and once for the rows.
+    # Ids only: sorting ten thousand whole source rows cost as much as the counting.
     rows = session.exec(
         select(
-            Source,
+            col(Source.id),
             func.sum(case((rank == 0, 1), else_=0)).over(),
             func.sum(case((rank == 1, 1), else_=0)).over(),
             func.count().over(),
@@ -150,7 +162,11 @@ def status_summary(session: Session, owner: User, limit: int) -> StatusSummary:
         .order_by(rank, slug)
         .limit(limit)
     ).all()
-    worst = [row[0] for row in rows]
+    by_id = {
+        s.id: s
+        for s in session.exec(select(Source).where(col(Source.id).in_([row[0] for row in rows])))
+    }
+    worst = [by_id[row[0]] for row in rows]
     breach, shared, total = (int(n) for n in rows[0][1:]) if rows else (0, 0, 0)
     tally = {"clean": total - breach - shared, "shared": shared, "breach": breach}
     kinds = _kinds(session, owner, [s.id for s in worst if s.id is not None])

@@ -94,6 +94,7 @@ class _Fields:
 # away takes its entries with it.
 _fields_cache: weakref.WeakKeyDictionary[Any, dict[int, _Fields]] = weakref.WeakKeyDictionary()
 _fields_lock = threading.Lock()
+_reading: dict[tuple[int, int], threading.Lock] = {}
 
 
 def _joined(values: list[str]) -> tuple[str, list[int]]:
@@ -120,24 +121,32 @@ def _fields(session: Session, owner: User) -> _Fields:
     engine = session.get_bind()
     with _fields_lock:
         cached = _fields_cache.setdefault(engine, {}).get(owner.id)
+        reading = _reading.setdefault((id(engine), owner.id), threading.Lock())
     if cached is not None and cached.changes == changes:
         return cached
-    rows = session.exec(
-        select(Identity.id, Identity.name_key, Identity.reference, Identity.postal_line)
-        .where(Identity.owner_id == owner.id)
-        .order_by(col(Identity.id))
-    ).all()
-    fields = _Fields(
-        changes=changes,
-        ids=[row[0] for row in rows],
-        name_keys=[row[1] for row in rows],
-        codes={
-            "reference": _joined([(row[2] or "").lower() for row in rows]),
-            "postal_line": _joined([(row[3] or "").lower() for row in rows]),
-        },
-    )
-    with _fields_lock:
-        _fields_cache.setdefault(engine, {})[owner.id] = fields
+    # One reader per owner: twenty requests arriving together on a cold cache would
+    # otherwise each read every identity at once.
+    with reading:
+        with _fields_lock:
+            cached = _fields_cache.setdefault(engine, {}).get(owner.id)
+        if cached is not None and cached.changes >= changes:
+            return cached
+        rows = session.exec(
+            select(Identity.id, Identity.name_key, Identity.reference, Identity.postal_line)
+            .where(Identity.owner_id == owner.id)
+            .order_by(col(Identity.id))
+        ).all()
+        fields = _Fields(
+            changes=changes,
+            ids=[row[0] for row in rows],
+            name_keys=[row[1] for row in rows],
+            codes={
+                "reference": _joined([(row[2] or "").lower() for row in rows]),
+                "postal_line": _joined([(row[3] or "").lower() for row in rows]),
+            },
+        )
+        with _fields_lock:
+            _fields_cache.setdefault(engine, {})[owner.id] = fields
     return fields
 
 
@@ -160,7 +169,13 @@ def _by_name(session: Session, owner: User, text: str) -> list[tuple[Identity, s
         limit=MAX_RESULTS,
     )
     identities = _identities(session, [fields.ids[index] for _, _, index in ranked])
-    return [(identities[fields.ids[index]], "name", score) for _, score, index in ranked]
+    # An identity another process committed after this transaction began may be in
+    # memory already; this request does not see it yet, as with a query.
+    return [
+        (identities[fields.ids[index]], "name", score)
+        for _, score, index in ranked
+        if fields.ids[index] in identities
+    ]
 
 
 def _by_code(session: Session, owner: User, text: str) -> list[tuple[Identity, str, float]]:
@@ -182,7 +197,11 @@ def _by_code(session: Session, owner: User, text: str) -> list[tuple[Identity, s
             following = starts[index + 1] if index + 1 < len(starts) else len(haystack)
             at = haystack.find(needle, following)
     identities = _identities(session, [identity_id for identity_id, _ in hits])
-    return [(identities[identity_id], how, 100.0) for identity_id, how in hits]
+    return [
+        (identities[identity_id], how, 100.0)
+        for identity_id, how in hits
+        if identity_id in identities
+    ]
 
 
 def trace(session: Session, owner: User, text: str) -> TraceResult:
