@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from canary.analysis_batch import BatchLookups
 from canary.campaigns import (
     DEFAULT_MIN_SOURCES,
     DEFAULT_WINDOW,
@@ -129,12 +130,21 @@ def build_facts(
     message: Message,
     identity: Identity | None,
     source: Source | None,
+    lookups: BatchLookups | None = None,
 ) -> DeliveryFacts:
-    """The engine's input for one delivery, from stored facts and the current user data."""
+    """The engine's input for one delivery, from stored facts and the current user data.
+
+    ``lookups`` holds the user data of the analysis batch, read once for all of it.
+    """
     stored = delivery.facts or {}
     source_facts = None
     if source is not None:
-        source_facts = SourceFacts(source.name, frozenset(authorised_domains(session, source)))
+        domains = (
+            lookups.authorised(session, source)
+            if lookups is not None
+            else frozenset(authorised_domains(session, source))
+        )
+        source_facts = SourceFacts(source.name, domains)
     return DeliveryFacts(
         recipient=delivery.recipient_key,
         recipient_kind=delivery.kind if identity is not None else "unattributed",
@@ -173,15 +183,24 @@ def _record_of(finding: Finding, seen_at: datetime | None = None) -> FindingReco
 
 
 def record_draft(
-    session: Session, delivery: Delivery, draft: FindingDraft, now: datetime | None = None
+    session: Session,
+    delivery: Delivery,
+    draft: FindingDraft,
+    now: datetime | None = None,
+    lookups: BatchLookups | None = None,
 ) -> Finding | None:
     """Store ``draft`` as the delivery's finding if it differs from the current one.
 
     Returns the new finding, or None when the current finding already says the same.
+    With ``lookups`` (an analysis batch) the current finding comes from them and the
+    new one is written with the rest of the batch, in one statement at its end.
     """
     now = now or utcnow()
     assert delivery.id is not None
-    current = current_finding(session, delivery.id)
+    if lookups is not None:
+        current = lookups.current_finding(delivery.id)
+    else:
+        current = current_finding(session, delivery.id)
     comparison = compare(_record_of(current) if current else None, draft)
     if not comparison.supersedes:
         return None
@@ -202,7 +221,10 @@ def record_draft(
     session.add(finding)
     delivery.verdict = draft.verdict
     session.add(delivery)
-    session.flush()
+    if lookups is not None:
+        lookups.recorded(finding)
+    else:
+        session.flush()
     return finding
 
 
@@ -232,25 +254,39 @@ def _apply(incident: Incident, state: IncidentState, now: datetime) -> None:
 
 
 def roll_into_incident(
-    session: Session, delivery: Delivery, draft: FindingDraft, now: datetime | None = None
+    session: Session,
+    delivery: Delivery,
+    draft: FindingDraft,
+    now: datetime | None = None,
+    lookups: BatchLookups | None = None,
 ) -> IncidentEvent | None:
-    """Add a new finding to its source's incident of its kind; say if it opened or grew."""
+    """Add a new finding to its source's incident of its kind; say if it opened or grew.
+
+    With ``lookups`` (an analysis batch) the incident comes from them, and only a new
+    incident is written at once (its id names the event).
+    """
     kind = incident_kind(draft.verdict)
     if kind is None or delivery.source_id is None or delivery.owner_id is None:
         return None
     now = now or utcnow()
-    incident = session.exec(
-        select(Incident).where(Incident.source_id == delivery.source_id, Incident.kind == kind)
-    ).first()
+    if lookups is not None:
+        incident = lookups.incident(session, delivery.source_id, kind)
+    else:
+        incident = session.exec(
+            select(Incident).where(Incident.source_id == delivery.source_id, Incident.kind == kind)
+        ).first()
     seen_at = as_utc(delivery.received_at) or now
     before = _state(incident) if incident else None
     after = roll_up(before, delivery.source_id, draft, seen_at)
     assert after is not None
     if incident is None:
         incident = Incident(owner_id=delivery.owner_id, source_id=delivery.source_id, kind=kind)
+        if lookups is not None:
+            lookups.opened(incident)
     _apply(incident, after, now)
     session.add(incident)
-    session.flush()
+    if incident.id is None or lookups is None:
+        session.flush()
     assert incident.id is not None
     event = news(before, after)
     return IncidentEvent(incident.id, event) if event else None

@@ -17,7 +17,7 @@ from __future__ import annotations
 import html as html_lib
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -28,6 +28,7 @@ from sqlmodel import Session, col, select
 
 from canary.alias import canonical_token, split_address
 from canary.models import AuthorisedSender, Identity, Source
+from canary.name_index import TaggedKeyIndex
 from canary.orgs import organisation_of
 
 NAME_WORDS = range(2, 6)  # tagged names have 2 to 5 words
@@ -69,29 +70,76 @@ class TaggedHit:
     text: str  # the name or address as found (folded)
 
 
-def match_recipient(session: Session, recipient: str) -> RecipientMatch:
-    """Map an envelope recipient to its identity and source (case- and +tag-insensitive)."""
+def recipient_keys(recipient: str) -> str | list[str]:
+    """The alias keys an envelope recipient may be issued as, most likely first; or its
+    kind (``role`` or ``unattributed``) when it cannot be an identity at all."""
     parts = split_address(recipient)
     if parts is None:
         # A bare <Postmaster> is the only recipient accepted without a domain.
         bare = recipient.strip().strip("<>").lower()
-        return RecipientMatch(kind="role" if bare in ROLE_MAILBOXES else "unattributed")
+        return "role" if bare in ROLE_MAILBOXES else "unattributed"
     if parts.local in ROLE_MAILBOXES:
-        return RecipientMatch(kind="role")
+        return "role"
     keys = [parts.key]
     # A token alias copied by a person may read i/l as 1 and o as 0 (Crockford).
     canonical = canonical_token(parts.local)
     if canonical and canonical != parts.local:
         keys.append(f"{canonical}@{parts.domain}")
+    return keys
+
+
+def match_recipient(
+    session: Session,
+    recipient: str,
+    known: Mapping[str, Identity] | None = None,
+    sources: Mapping[int, Source] | None = None,
+) -> RecipientMatch:
+    """Map an envelope recipient to its identity and source (case- and +tag-insensitive).
+
+    ``known`` is every identity the caller already loaded for these recipients, by
+    alias, and ``sources`` their sources (:func:`identities_by_alias`); an alias missing
+    from ``known`` is not looked up again.
+    """
+    keys = recipient_keys(recipient)
+    if isinstance(keys, str):
+        return RecipientMatch(kind=keys)
     identity = None
     for key in keys:
-        identity = session.exec(select(Identity).where(Identity.alias == key)).first()
+        if known is not None:
+            identity = known.get(key)
+        else:
+            identity = session.exec(select(Identity).where(Identity.alias == key)).first()
         if identity is not None:
             break
     if identity is None:
         return RecipientMatch(kind="unattributed")
-    source = session.get(Source, identity.source_id)
+    source = sources.get(identity.source_id) if sources is not None else None
+    if source is None:
+        source = session.get(Source, identity.source_id)
     return RecipientMatch(kind="canary", identity=identity, source=source)
+
+
+def identities_by_alias(
+    session: Session, recipients: Iterable[str]
+) -> tuple[dict[str, Identity], dict[int, Source]]:
+    """The identities some of ``recipients`` are issued as, by alias, and their sources
+    by id: two statements per 500 keys rather than two per recipient."""
+    keys = sorted(
+        {k for r in recipients if not isinstance(ks := recipient_keys(r), str) for k in ks}
+    )
+    found: dict[str, Identity] = {}
+    for start in range(0, len(keys), _CHUNK):
+        chunk = keys[start : start + _CHUNK]
+        for identity in session.exec(select(Identity).where(col(Identity.alias).in_(chunk))):
+            found[identity.alias] = identity
+    source_ids = sorted({i.source_id for i in found.values()})
+    sources: dict[int, Source] = {}
+    for start in range(0, len(source_ids), _CHUNK):
+        chunk = source_ids[start : start + _CHUNK]
+        for source in session.exec(select(Source).where(col(Source.id).in_(chunk))):
+            assert source.id is not None
+            sources[source.id] = source
+    return found, sources
 
 
 def authorised_domains(session: Session, source_id: int) -> set[str]:
@@ -202,17 +250,35 @@ def find_tagged(
     parsed: ParsedMessage,
     domains: Iterable[str],
     owner_id: int | None = None,
+    index: TaggedKeyIndex | None = None,
+    known: Mapping[str, Identity] | None = None,
 ) -> list[TaggedHit]:
     """Identities whose tagged name or alias appears in the message.
 
     With ``owner_id`` only that owner's identities count (names are unique per owner,
-    not across owners); without it every owner's.
+    not across owners); without it every owner's. With ``index``, only the candidates
+    it holds are looked up (usually none, and then nothing is asked of the database).
+    Aliases in ``known`` (the identities the caller loaded already, by alias; usually
+    the envelope recipients, named again in To) are taken from it.
     """
     hits: dict[int, TaggedHit] = {}
     names = _candidates(parsed)
     addresses = _address_candidates(parsed, set(domains))
     for column, found in ((Identity.name_key, names), (Identity.alias, addresses)):
         keys = list(found)
+        if column is Identity.alias and known:
+            for key in [k for k in keys if k in known]:
+                identity = known[key]
+                if owner_id is None or identity.owner_id == owner_id:
+                    assert identity.id is not None
+                    hit = TaggedHit(
+                        identity.id, identity.source_id, identity.owner_id, found[key], key
+                    )
+                    hits.setdefault(identity.id, hit)
+            keys = [k for k in keys if k not in known]
+        if index is not None:
+            among = index.names_among if column is Identity.name_key else index.aliases_among
+            keys = among(keys)
         for start in range(0, len(keys), _CHUNK):
             query = select(Identity.id, Identity.source_id, Identity.owner_id, column).where(
                 col(column).in_(keys[start : start + _CHUNK])

@@ -25,6 +25,7 @@ from email.header import Header
 from sqlmodel import Session, col, select
 
 from canary import mailer, metrics, outbox
+from canary.analysis_batch import BatchLookups
 from canary.config import Settings
 from canary.forward_addresses import is_verified
 from canary.models import (
@@ -127,9 +128,26 @@ def forwarded_bytes(
 # ---------------------------------------------------------------------- rules and queueing
 
 
-def rule_for(session: Session, delivery: Delivery) -> ForwardRule | None:
-    """The rule that applies to a delivery: its identity's, else its source's."""
+def rule_for(
+    session: Session, delivery: Delivery, lookups: BatchLookups | None = None
+) -> ForwardRule | None:
+    """The rule that applies to a delivery: its identity's, else its source's.
+
+    ``lookups`` holds the owner's rules when an analysis batch read them already.
+    """
     if delivery.owner_id is None:
+        return None
+    if lookups is not None:
+        rules = lookups.rules(session, delivery.owner_id)
+        for attribute, value in (
+            ("identity_id", delivery.identity_id),
+            ("source_id", delivery.source_id),
+        ):
+            if value is None:
+                continue
+            for rule in rules:  # newest first
+                if getattr(rule, attribute) == value:
+                    return rule
         return None
     for column, value in (
         (ForwardRule.identity_id, delivery.identity_id),
@@ -148,7 +166,11 @@ def rule_for(session: Session, delivery: Delivery) -> ForwardRule | None:
 
 
 def queue_forward(
-    session: Session, delivery: Delivery, verdict: str, sender_org: str | None
+    session: Session,
+    delivery: Delivery,
+    verdict: str,
+    sender_org: str | None,
+    lookups: BatchLookups | None = None,
 ) -> Forward | None:
     """Queue ``delivery`` for forwarding when a rule asks for it, in the caller's
     transaction; returns the row, or None when nothing is to be forwarded.
@@ -159,15 +181,21 @@ def queue_forward(
     """
     if delivery.id is None or delivery.owner_id is None or verdict == "unattributed":
         return None
-    rule = rule_for(session, delivery)
+    rule = rule_for(session, delivery, lookups)
     if rule is None:
         return None
     address = session.get(ForwardAddress, rule.address_id)
     if address is None or not is_verified(address):
         log.info("forward rule %s: address not verified, delivery %s kept", rule.id, delivery.id)
         return None
-    already = session.exec(select(Forward.id).where(Forward.delivery_id == delivery.id)).first()
-    if already is not None:
+    if lookups is not None:
+        already = lookups.forwarded(session, delivery.id)
+    else:
+        already = (
+            session.exec(select(Forward.id).where(Forward.delivery_id == delivery.id)).first()
+            is not None
+        )
+    if already:
         return None
     drop = verdict == "breach" and rule.drop_breach
     assert address.id is not None
@@ -181,7 +209,10 @@ def queue_forward(
         last_error="breach: dropped by the forwarding rule" if drop else None,
     )
     session.add(forward)
-    session.flush()
+    if lookups is not None:
+        lookups.forwarding(delivery.id)
+    else:
+        session.flush()
     return forward
 
 

@@ -42,6 +42,7 @@ from sqlmodel import select as sm_select
 
 from canary import metrics
 from canary.alerts import alert_on_incident
+from canary.analysis_batch import BatchLookups
 from canary.assessment import (
     IncidentEvent,
     auth_to_json,
@@ -58,6 +59,7 @@ from canary.config import Settings
 from canary.dns import Resolver
 from canary.forwarding import queue_forward
 from canary.models import Delivery, Message, Source, as_utc, utcnow
+from canary.name_index import TaggedKeyIndex
 from canary.signals import Attachment
 from canary.signals import analyse as analyse_signals
 from canary.store import Store
@@ -108,20 +110,26 @@ def assess_delivery(
     auth: AuthFacts,
     domains: tuple[str, ...],
     catchall_daily_limit: int = 0,
+    lookups: BatchLookups | None = None,
 ) -> tuple[FindingDraft | None, IncidentEvent | None]:
     """Attribute one delivery, keep its facts, and record the engine's verdict.
 
     Sets the delivery's identity, source and owner; role mailboxes (postmaster, abuse)
     are kept apart and get no finding. A first message to a catch-all subdomain issues
-    its identity (:mod:`canary.catchall`).
+    its identity (:mod:`canary.catchall`). ``lookups`` are the stored facts of the
+    delivery's batch, read once for all of it (:mod:`canary.analysis_batch`).
     """
-    match = match_recipient(session, delivery.recipient)
+    known = lookups.identities if lookups is not None else None
+    sources = lookups.sources if lookups is not None else None
+    match = match_recipient(session, delivery.recipient, known, sources)
     if match.kind == "unattributed" and catchall_daily_limit:
         first = issue_on_first_use(
             session, delivery.recipient, catchall_daily_limit, as_utc(delivery.received_at)
         )
         if first is not None:
             match = RecipientMatch("canary", first.identity, first.source)
+            if lookups is not None:
+                lookups.issued(first.identity, first.source)
     delivery.kind = match.kind
     if match.kind == "role":
         session.add(delivery)
@@ -134,10 +142,15 @@ def assess_delivery(
             source.id,
             identity.owner_id,
         )
-        trust_first_sender(session, identity, source, delivery.id, auth.sender_org)
+        trusted = trust_first_sender(session, identity, source, delivery.id, auth.sender_org)
+        if trusted and lookups is not None and source.id is not None and auth.sender_org:
+            lookups.authorise(source.id, auth.sender_org)
+        index = lookups.index if lookups is not None else None
         others = {
             hit.source_id
-            for hit in find_tagged(session, parsed, domains, owner_id=identity.owner_id)
+            for hit in find_tagged(
+                session, parsed, domains, owner_id=identity.owner_id, index=index, known=known
+            )
             if hit.source_id != source.id
         }
         for other_id in sorted(others):
@@ -152,14 +165,18 @@ def assess_delivery(
         auth.sender_org,
     )
     delivery.facts = delivery_facts_json(signals, cross)
-    facts = build_facts(session, delivery, message, identity, source)
+    facts = build_facts(session, delivery, message, identity, source, lookups)
     draft = evaluate(facts)
-    finding = record_draft(session, delivery, draft)
-    event = roll_into_incident(session, delivery, draft) if finding is not None else None
+    finding = record_draft(session, delivery, draft, lookups=lookups)
+    event = (
+        roll_into_incident(session, delivery, draft, lookups=lookups)
+        if finding is not None
+        else None
+    )
     if finding is not None:
         metrics.inc("verdicts_total", verdict=draft.verdict)
         if delivery.owner_id is not None:
-            queue_forward(session, delivery, draft.verdict, draft.sender_org)
+            queue_forward(session, delivery, draft.verdict, draft.sender_org, lookups)
     return draft, event
 
 
@@ -213,6 +230,9 @@ class Analyzer:
         self.dns_retry_delay = dns_retry_delay
         self.on_incident: list[IncidentHook] = list(on_incident)
         self._wake: asyncio.Event | None = None
+        # Kept for the worker's life and refreshed per batch: most messages name no
+        # identity, and this tells so without asking the database.
+        self.names = TaggedKeyIndex()
 
     # ------------------------------------------------------------------ claiming
 
@@ -310,7 +330,10 @@ class Analyzer:
         if prepared is None:
             return "missing"
         with self.store.session() as session:
-            return self._analyse_in(session, prepared)
+            messages, deliveries = self._load_batch(session, [message_id])
+            lookups = BatchLookups.load(session, deliveries[message_id], self.names)
+            loaded = (messages.get(message_id), deliveries[message_id])
+            return self._analyse_in(session, prepared, loaded, lookups)
 
     def _load_batch(
         self, session: Session, ids: list[int]
@@ -337,10 +360,12 @@ class Analyzer:
         session: Session,
         prepared: Prepared,
         loaded: tuple[Message | None, list[Delivery]] | None = None,
+        lookups: BatchLookups | None = None,
     ) -> str:
         """Attribute, judge and record one prepared message inside the caller's transaction.
 
-        ``loaded`` is the message and its deliveries when the caller loaded them already.
+        ``loaded`` is the message and its deliveries when the caller loaded them already;
+        ``lookups`` the stored facts of its batch (read here when not given).
         """
         message, deliveries = loaded or (session.get(Message, prepared.message_id), None)
         if message is None:
@@ -361,6 +386,8 @@ class Analyzer:
                 )
             )
         message.fingerprint = _fingerprint(parsed, [d.recipient_key for d in deliveries])
+        if lookups is None:
+            lookups = BatchLookups.load(session, deliveries, self.names)
         now = utcnow()
         for delivery in deliveries:
             _, event = assess_delivery(
@@ -371,6 +398,7 @@ class Analyzer:
                 auth,
                 self.settings.domains,
                 self.settings.catchall_daily_limit,
+                lookups,
             )
             if event is not None:
                 alert_on_incident(session, event)
@@ -435,9 +463,11 @@ class Analyzer:
             prepared = self.prepare(ids)
             with self.store.session() as session:
                 messages, deliveries = self._load_batch(session, [p.message_id for p in prepared])
+                every = [d for p in prepared for d in deliveries[p.message_id]]
+                lookups = BatchLookups.load(session, every, self.names)
                 for item in prepared:
                     loaded = (messages.get(item.message_id), deliveries[item.message_id])
-                    self._analyse_in(session, item, loaded)
+                    self._analyse_in(session, item, loaded, lookups)
             return len(ids)
         except Exception:
             log.info("batch of %d failed; analysing its messages one by one", len(ids))

@@ -170,6 +170,26 @@ async def test_first_mail_issues_the_identity_and_trusts_its_authenticated_sende
     assert incident.source_id == shopx.id and incident.organisations == ["brokerx.test"]
 
 
+async def test_first_use_counts_for_later_mail_of_the_same_batch(
+    store: Store, settings: Settings, owner: User, dns_server: TestDnsServer
+) -> None:
+    for domain in ("shopx.test", "brokerx.test"):
+        dns_server.spf_pass_from_loopback(domain)
+    _claim(store, owner)
+    assert await _send(store, settings, "shopx@alice.canary.test", "hi@shopx.test") == 250
+    assert await _send(store, settings, "shopx@alice.canary.test", "deals@brokerx.test") == 250
+
+    assert Analyzer(store, settings).run_once() == 2  # one batch, one transaction
+
+    shopx = _source_named(store, "shopx")
+    assert shopx is not None and _senders(store, shopx) == {"shopx.test": "first_use"}
+    with store.session() as session:
+        [identity] = session.exec(select(Identity).where(Identity.source_id == shopx.id)).all()
+        deliveries = session.exec(select(Delivery).order_by(Delivery.id)).all()
+    assert [d.identity_id for d in deliveries] == [identity.id, identity.id]
+    assert [d.verdict for d in deliveries] == ["expected", "shared"]
+
+
 async def test_unauthenticated_first_mail_trusts_nobody(
     store: Store, settings: Settings, owner: User
 ) -> None:

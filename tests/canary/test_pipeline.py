@@ -11,6 +11,7 @@ from canary.config import Settings
 from canary.models import Delivery, Finding, Incident, Message, Source, User, utcnow
 from canary.pipeline import Analyzer
 from canary.store import Store
+from canary.users import add_user
 from tests.support.dns_server import (
     SPF_LOOPBACK,
     TestDnsServer,
@@ -152,6 +153,79 @@ async def test_retired_identity_and_cross_source_names(
     finding = _findings(store)[0]
     codes = {e["code"] for e in finding.evidence}
     assert "cross_source_identity" in codes and "Club" in finding.sentence
+
+
+async def test_a_batch_attributes_each_recipient_to_its_own_owner(
+    store: Store, settings: Settings, owner: User, dns_server: TestDnsServer
+) -> None:
+    dns_server.txt("shop.test", SPF_LOOPBACK)
+    with store.session() as session:
+        bob = add_user(session, "bob", password="another horse")
+    alice_shop = add_source(store, owner, "Shop", ["shop.test"])
+    bob_shop = add_source(store, bob, "Shop", ["shop.test"])
+    bob_club = add_source(store, bob, "Club", ["club.test"])
+    alice_id = add_identity(store, owner, alice_shop, "aaa111", "Marc Q Kollier")
+    bob_id = add_identity(store, bob, bob_shop, "bbb222", "Ilse Vandermeer")
+    add_identity(store, bob, bob_club, "ccc333", "Marc Q Kollier")
+    # Bob's club has a name like Alice's identity: names are unique per owner only, so
+    # naming Marc Q Kollier to Alice says nothing about Bob's lists.
+    greeting = b"Subject: hi\r\n\r\nDear Marc Q Kollier,\r\n\r\nour offers.\r\n"
+    to_both = b"From: Shop <news@shop.test>\r\nTo: aaa111@canary.test\r\n" + greeting
+    await _receive(
+        store,
+        settings,
+        (["aaa111@canary.test", "BBB222@canary.test", "nobody@canary.test"], to_both),
+        (["bbb222@canary.test"], message_bytes("offer")),
+        mail_from="bounce@shop.test",
+    )
+    assert Analyzer(store, settings).run_once() == 2  # one batch
+    alice_delivery, bob_named, unknown, bob_plain = _deliveries(store)
+    assert (alice_delivery.identity_id, alice_delivery.source_id, alice_delivery.owner_id) == (
+        alice_id.id,
+        alice_shop.id,
+        owner.id,
+    )
+    assert alice_delivery.verdict == "expected"
+    assert alice_delivery.facts is not None and alice_delivery.facts["cross_sources"] == []
+    # To Bob, the same message names his club's identity: his lists were merged.
+    assert (bob_named.identity_id, bob_named.owner_id) == (bob_id.id, bob.id)
+    assert bob_named.verdict == "cross_source"
+    assert bob_named.facts is not None and bob_named.facts["cross_sources"] == ["Club"]
+    assert unknown.owner_id is None and unknown.verdict == "unattributed"
+    assert (bob_plain.source_id, bob_plain.verdict) == (bob_shop.id, "expected")
+    with store.session() as session:
+        incidents = session.exec(select(Incident)).all()
+    assert [(i.owner_id, i.source_id, i.kind) for i in incidents] == [
+        (bob.id, bob_shop.id, "cross_source")
+    ]
+
+
+async def test_an_identity_issued_after_the_worker_started_is_attributed_and_found(
+    store: Store, settings: Settings, owner: User
+) -> None:
+    shop = add_source(store, owner, "Shop", ["shop.test"])
+    add_identity(store, owner, shop, "aaa111", "Marc Q Kollier")
+    await _receive(store, settings, (["aaa111@canary.test"], message_bytes("welcome")))
+    analyzer = Analyzer(store, settings)
+    assert analyzer.drain() == 1
+
+    # The dashboard (another process) issues a club identity while the worker runs.
+    club = add_source(store, owner, "Club", ["club.test"])
+    add_identity(store, owner, club, "bbb222", "Ilse Vandermeer")
+    merged = (
+        b"From: Shop <news@shop.test>\r\nTo: aaa111@canary.test\r\n"
+        b"Subject: hello\r\n\r\nDear Ilse Vandermeer,\r\n\r\nour offers.\r\n"
+    )
+    await _receive(
+        store,
+        settings,
+        (["aaa111@canary.test"], merged),
+        (["bbb222@canary.test"], message_bytes("club news")),
+    )
+    assert analyzer.drain() == 2
+    _, merged_delivery, club_delivery = _deliveries(store)
+    assert merged_delivery.verdict == "cross_source"
+    assert club_delivery.source_id == club.id and club_delivery.kind == "canary"
 
 
 async def test_stuck_claims_become_claimable_and_claims_are_exclusive(
