@@ -199,10 +199,22 @@ def main() -> None:
         _queue(store, [raws[n % len(raws)] for n in range(args.burst)])
         done, seconds = drain_in_processes(settings, args.workers)
         with store.session() as session:
-            left = session.scalar(
-                select(func.count()).select_from(Message).where(Message.state != "analysed")
+            left = dict(
+                session.execute(
+                    select(Message.state, func.count())
+                    .where(Message.state != "analysed")
+                    .group_by(Message.state)
+                ).all()
             )
+            errors = session.execute(
+                select(Message.error, func.count())
+                .where(Message.state != "analysed")
+                .group_by(Message.error)
+                .limit(3)
+            ).all()
         burst = (done, seconds, left)
+        for error, count in errors:
+            print(f"not analysed ({count}): {(error or '')[:300]}")
     dns.close()
 
     print(f"backend:                    {store.backend}")
@@ -214,7 +226,7 @@ def main() -> None:
         done, seconds, left = burst
         print(
             f"burst of {args.burst}: drained in {seconds:.1f} s by {args.workers} process(es) "
-            f"({done / seconds:.0f} msg/s, {left} left not analysed)"
+            f"({done / seconds:.0f} msg/s, not analysed: {left or 'none'})"
         )
     if args.ingest_rate:
         best = max(rate for _, rate in rates)
