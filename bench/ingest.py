@@ -15,6 +15,9 @@ Every server runs as a child process started by this script:
   faster of the two;
 * Postfix's C ``smtp-sink`` (when found), printed as the physical reference of this
   machine;
+* canary's own SMTP server with an intake that discards (same protocol, recipient
+  checks and loop as ``canary serve``): the durable figure against it is the cost of
+  durability alone;
 * the measured one: ``canary serve --no-worker`` (receive and store only; analysis runs
   after the 250 and is not part of ingest), with SQLite in WAL mode and
   ``synchronous=FULL`` (the 250 only after the fsync of the commit that holds the
@@ -77,6 +80,48 @@ def run_sink(port: int, use_uvloop: bool = False) -> None:
         await stop.wait()
 
     asyncio.run(main())
+
+
+def run_canary_sink() -> None:
+    """Child process: canary's own SMTP server with an intake that discards.
+
+    The same protocol, recipient checks and event loop as ``canary serve``, but the
+    message is dropped where it would be stored: the durable figure against this one is
+    the cost of durability alone. (Our protocol does less per message than stock
+    aiosmtpd, so the bare aiosmtpd sinks are no longer a ceiling at high concurrency.)
+    Settings come from the same environment as the durable servers.
+    """
+    from canary.mailbox.intake import IncomingMessage, Intake
+    from canary.mailbox.server import create_smtp_server
+
+    from canary.cli.serve import run_on_fastest_loop
+    from canary.config import Settings
+    from canary.store import Store
+
+    class DiscardIntake(Intake):
+        async def start(self) -> None:
+            """Nothing to start: no writer."""
+
+        async def stop(self) -> None:
+            """Nothing to stop."""
+
+        async def submit(self, message: IncomingMessage) -> int:
+            self.committed += 1
+            return self.committed
+
+    async def main() -> None:
+        settings = Settings.from_env()
+        store = Store.from_settings(settings)
+        store.upgrade()  # the recipient checks read the claimed catch-all subdomains
+        server = create_smtp_server(settings, DiscardIntake(store.engine))
+        await server.start()
+        print(f"sink listening on 127.0.0.1:{server.port}", flush=True)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        await server.stop(grace=0)
+
+    run_on_fastest_loop(main())
 
 
 def _has_uvloop() -> bool:
@@ -221,10 +266,11 @@ LABELS = {
     "sink": "bare aiosmtpd sink, asyncio loop",
     "sink-uvloop": "bare aiosmtpd sink, uvloop",
     "smtp-sink": "Postfix smtp-sink (C reference)",
+    "canary-sink": "canary protocol, discarding",
     "sqlite": "durable, SQLite (fsync per 250)",
     "postgresql": "durable, PostgreSQL",
 }
-REFERENCES = ("sink", "sink-uvloop", "smtp-sink")
+REFERENCES = ("sink", "sink-uvloop", "smtp-sink", "canary-sink")
 
 
 def _durable_env(url: str, data_dir: Path, processes: int) -> dict[str, str]:
@@ -269,6 +315,10 @@ def start_servers(
             processes["sink-uvloop"] = _start([sys.executable, __file__, "--sink-only", "uvloop"])
         if args.smtp_sink:
             processes["smtp-sink"] = _start_smtp_sink(args.smtp_sink)
+        (data_dir / "canary-sink").mkdir()
+        sink_env = _durable_env(f"sqlite:///{data_dir / 'canary-sink' / 'c.db'}",
+                                data_dir / "canary-sink", 1)  # fmt: skip
+        processes["canary-sink"] = _start([sys.executable, __file__, "--canary-sink"], sink_env)
         for name, url in durable.items():
             (data_dir / name).mkdir()
             env = _durable_env(url, data_dir / name, args.smtp_processes)
@@ -332,6 +382,10 @@ def report(sessions: int, size: int, rates: dict[str, list[float]]) -> None:
             ratio = f"  ratio {medians[name] / best_sink:.2f} of the faster bare sink"
         elif name == "smtp-sink":
             ratio = f"  ({medians[name] / best_sink:.1f}x the faster bare sink)"
+        if name not in REFERENCES and medians.get("canary-sink"):
+            ratio += (
+                f", {medians[name] / medians['canary-sink']:.2f} of the same protocol discarding"
+            )
         print(f"   {LABELS[name]:<34} {medians[name]:7.0f} msg/s{ratio}   (runs: {runs})")
 
 
@@ -409,7 +463,11 @@ def main() -> None:
         "--with-worker", action="store_true", help="run the analysis worker during the load too"
     )
     parser.add_argument("--sink-only", nargs="?", const="asyncio", help=argparse.SUPPRESS)
+    parser.add_argument("--canary-sink", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.canary_sink:
+        run_canary_sink()
+        return
     if args.sink_only:
         run_sink(0, use_uvloop=args.sink_only == "uvloop")
         return
