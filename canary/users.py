@@ -5,18 +5,20 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlmodel import Session, select
 
 from canary.errors import Conflict, InvalidInput, NotFound
-from canary.models import ApiToken, User, utcnow
+from canary.models import ApiToken, User, as_utc, utcnow
 
 # The account made on a fresh install the first time a command needs one, so that a
 # single person never has to think about accounts.
 DEFAULT_USER_NAME = "owner"
 TOKEN_PREFIX = "ct_"
+TOKEN_USE_RESOLUTION = timedelta(minutes=1)  # how fresh a token's "last used" is kept
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _hasher = PasswordHasher()
 
@@ -101,8 +103,14 @@ def user_for_token(session: Session, secret: str) -> User | None:
     ).first()
     if record is None or record.revoked_at is not None:
         return None
-    record.last_used_at = utcnow()
-    session.add(record)
+    now = utcnow()
+    last = record.last_used_at
+    # "Last used" to the minute is all a person reads from it; writing it on every API
+    # call would make each read a write transaction, which on SQLite queues every
+    # request behind the single writer.
+    if last is None or now - as_utc(last) >= TOKEN_USE_RESOLUTION:
+        record.last_used_at = now
+        session.add(record)
     return session.get(User, record.user_id)
 
 

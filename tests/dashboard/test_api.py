@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from aiohttp.test_utils import TestClient
+from sqlmodel import select
 
-from canary.models import Incident
+from canary.models import ApiToken, Incident, as_utc
 from canary.store import Store
+from canary.users import revoke_token
 from tests.support.dashboard import Seeded, api_call, bearer
 
 auth = bearer
@@ -220,21 +223,30 @@ async def test_errors_are_json(client: TestClient, alice: Seeded) -> None:
 
 
 async def test_tokens_revoked_and_invalid(client: TestClient, store: Store, alice: Seeded) -> None:
-    from canary.users import revoke_token
-
     bogus = await client.get("/api/v1/sources", headers={"Authorization": "Bearer ct_nope"})
     assert bogus.status == 401
     assert bogus.headers["WWW-Authenticate"] == "Bearer"
     assert (await bogus.json())["error"]["code"] == "unauthorized"
+
+    def token() -> ApiToken:
+        with store.session() as session:
+            return session.exec(select(ApiToken).where(ApiToken.user_id == alice.user.id)).one()
+
     await get(client, alice, "/sources")
+    first_use = token().last_used_at
+    assert first_use is not None
+    # Kept to the minute: a call within the minute writes nothing, a later one does.
+    await get(client, alice, "/sources")
+    assert token().last_used_at == first_use
     with store.session() as session:
-        from sqlmodel import select
+        record = session.get_one(ApiToken, token().id)
+        record.last_used_at = first_use - timedelta(hours=2)
+    await get(client, alice, "/sources")
+    last_use = token().last_used_at
+    assert last_use is not None and as_utc(last_use) >= as_utc(first_use)
 
-        from canary.models import ApiToken
-
-        record = session.exec(select(ApiToken).where(ApiToken.user_id == alice.user.id)).one()
-        assert record.last_used_at is not None
-        revoke_token(session, alice.user, record.id)
+    with store.session() as session:
+        revoke_token(session, alice.user, token().id)
     assert (await client.get("/api/v1/sources", headers=auth(alice))).status == 401
 
 
