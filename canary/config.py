@@ -98,6 +98,13 @@ class Settings:
     )
     http_host: str = _setting("127.0.0.1", "Address the dashboard and API bind to.", "host")
     http_port: int = _setting(8025, "Port of the dashboard and API.", "port")
+    http_processes: int = _setting(
+        1,
+        "Dashboard processes canary serve runs on the one HTTP port (SO_REUSEPORT, "
+        "Linux), so pages and API calls are served on several cores; the first process "
+        "also runs SMTP, analysis and scheduler.",
+        "positive_int",
+    )
     secret_key: str | None = _setting(
         None,
         "Key that signs dashboard session cookies; set the same value on every "

@@ -108,13 +108,17 @@ def create_app(
     return app
 
 
-async def start_dashboard(settings: Settings, store: Store, **options: object) -> web.AppRunner:
+async def start_dashboard(
+    settings: Settings, store: Store, *, reuse_port: bool = False, **options: object
+) -> web.AppRunner:
     """Serve the dashboard on ``http_host:http_port``; the caller awaits ``runner.cleanup()``.
 
     For the composition root (``canary serve``); ``options`` go to :func:`create_app`.
+    With ``reuse_port`` several processes bind the same port and the kernel spreads
+    connections over them. ``runner.addresses`` holds the address actually bound.
     """
     runner = web.AppRunner(create_app(settings, store, **options), access_log=None)  # type: ignore[arg-type]
     await runner.setup()
-    site = web.TCPSite(runner, settings.http_host, settings.http_port)
+    site = web.TCPSite(runner, settings.http_host, settings.http_port, reuse_port=reuse_port)
     await site.start()
     return runner

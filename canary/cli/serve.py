@@ -11,6 +11,10 @@ own listener is bound, ``serve`` starts that many minus one further ``canary ser
 hands each new connection to one of them). Each has its own intake, committing to the
 shared database; analysis, dashboard and scheduler run in the first process only. The
 first process stops the others when it stops.
+
+``CANARY_HTTP_PROCESSES`` does the same for the dashboard and API: further ``canary
+serve --http-only`` processes serve pages on the dashboard's port, so one slow page or
+the mail traffic of the first process does not hold up every other request.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     # Internal: one of the extra SMTP processes a serve with CANARY_SMTP_PROCESSES > 1
     # starts; receives and stores only, and stops on SIGTERM.
     parser.add_argument("--smtp-only", action="store_true", help=argparse.SUPPRESS)
+    # Internal: likewise one of the extra dashboard processes (CANARY_HTTP_PROCESSES).
+    parser.add_argument("--http-only", action="store_true", help=argparse.SUPPRESS)
     parser.set_defaults(handler=serve)
 
     worker = subparsers.add_parser(
@@ -88,6 +94,9 @@ def serve(ctx: CliContext) -> int:
         if ctx.args.smtp_only:
             run_on_fastest_loop(run_smtp_only(settings, store))
             return 0
+        if ctx.args.http_only:
+            run_on_fastest_loop(run_http_only(settings, store))
+            return 0
         store.upgrade()
         run_on_fastest_loop(run_services(settings, store, worker=not ctx.args.no_worker))
     finally:
@@ -122,62 +131,84 @@ def _stop_event() -> asyncio.Event:
     return stop
 
 
+async def _until_stopped(stop: asyncio.Event) -> None:
+    """Wait for SIGTERM, or for the first process to go away (even killed outright)."""
+    parent = os.getppid()
+    while not stop.is_set() and os.getppid() == parent:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+
+
+def _ready(kind: str) -> None:
+    sys.stdout.write(f"canary: {kind} process {os.getpid()} ready\n")
+    sys.stdout.flush()
+
+
 async def run_smtp_only(settings: Settings, store: Store) -> None:
     """An extra SMTP process: intake and listener on the shared port, until SIGTERM."""
     from canary.mailbox.intake import Intake
     from canary.mailbox.server import create_smtp_server
 
     stop = _stop_event()
-    parent = os.getppid()
     intake = Intake(store.engine)
     await intake.start()
     server = create_smtp_server(settings, intake)
     await server.start()
-    sys.stdout.write(f"canary: SMTP process {os.getpid()} ready\n")
-    sys.stdout.flush()
+    _ready("SMTP")
     try:
-        # Stop with the first process even when it could not say so (killed outright).
-        while not stop.is_set() and os.getppid() == parent:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
+        await _until_stopped(stop)
     finally:
         await server.stop()
         await intake.stop()
 
 
-async def start_smtp_processes(
-    settings: Settings, store: Store, host: str, port: int
-) -> list[subprocess.Popen[bytes]]:
-    """Start ``smtp_processes - 1`` extra SMTP processes on ``host:port``; wait until ready.
+async def run_http_only(settings: Settings, store: Store) -> None:
+    """An extra dashboard process on the shared HTTP port, until SIGTERM."""
+    from canary.dashboard.app import start_dashboard
 
-    They get the same settings through the environment, with the port actually bound
-    (which matters when port 0 was asked for) and the resolved database URL.
+    from canary.assessment import reevaluate_after_correction
+
+    stop = _stop_event()
+    dashboard = await start_dashboard(
+        settings, store, reuse_port=True, reevaluate=reevaluate_after_correction
+    )
+    _ready("HTTP")
+    try:
+        await _until_stopped(stop)
+    finally:
+        await dashboard.cleanup()
+
+
+async def start_extra_processes(
+    settings: Settings, store: Store, role: str, count: int, **env_overrides: str
+) -> list[subprocess.Popen[bytes]]:
+    """Start ``count`` extra ``canary serve --ROLE-only`` processes; wait until ready.
+
+    They get the same settings through the environment, with ``env_overrides`` (the
+    address actually bound, which matters when port 0 was asked for) and the resolved
+    database URL.
     """
     env = dict(os.environ)
     env.update(
-        CANARY_SMTP_HOST=host,
-        CANARY_SMTP_PORT=str(port),
         CANARY_DATABASE_URL=store.url,
         CANARY_DOMAINS=",".join(settings.domains),
+        **env_overrides,
     )
     if settings.data_dir is not None:
         env["CANARY_DATA_DIR"] = str(settings.data_dir)
-    command = [sys.executable, "-m", "canary", "serve", "--smtp-only"]
-    children = [
-        subprocess.Popen(command, env=env, stdout=subprocess.PIPE)
-        for _ in range(settings.smtp_processes - 1)
-    ]
+    command = [sys.executable, "-m", "canary", "serve", f"--{role}-only"]
+    children = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE) for _ in range(count)]
     for child in children:
         assert child.stdout is not None
         line = await asyncio.to_thread(child.stdout.readline)
         if b"ready" not in line:
-            await stop_smtp_processes(children)
-            raise ConfigError(f"an extra SMTP process did not start (exit {child.poll()})")
+            await stop_extra_processes(children)
+            raise ConfigError(f"an extra {role} process did not start (exit {child.poll()})")
     return children
 
 
-async def stop_smtp_processes(children: list[subprocess.Popen[bytes]]) -> None:
-    """SIGTERM every extra SMTP process (they finish transactions in flight) and reap it."""
+async def stop_extra_processes(children: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every extra process (they finish what is in flight) and reap it."""
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
@@ -246,20 +277,29 @@ async def run_services(settings: Settings, store: Store, *, worker: bool = True)
     server = create_smtp_server(settings, intake)
     await server.start()
     host, port = server.address
-    children = (
-        await start_smtp_processes(settings, store, host, port)
-        if settings.smtp_processes > 1
-        else []
-    )
+    children = await start_extra_processes(
+        settings, store, "smtp", settings.smtp_processes - 1,
+        CANARY_SMTP_HOST=host, CANARY_SMTP_PORT=str(port),
+    )  # fmt: skip
     # A fixed, parseable line: scripts and tests started with port 0 read the port here.
     sys.stdout.write(f"canary: SMTP listening on {host}:{port}\n")
     sys.stdout.flush()
     try:
-        dashboard = await start_dashboard(settings, store, reevaluate=reevaluate_after_correction)
+        dashboard = await start_dashboard(
+            settings,
+            store,
+            reuse_port=settings.http_processes > 1,
+            reevaluate=reevaluate_after_correction,
+        )
+        http_host, http_port = dashboard.addresses[0][:2]
+        children += await start_extra_processes(
+            settings, store, "http", settings.http_processes - 1,
+            CANARY_HTTP_HOST=str(http_host), CANARY_HTTP_PORT=str(http_port),
+        )  # fmt: skip
     except BaseException:
-        await stop_smtp_processes(children)
+        await stop_extra_processes(children)
         raise
-    sys.stdout.write(f"canary: dashboard on http://{settings.http_host}:{settings.http_port}/\n")
+    sys.stdout.write(f"canary: dashboard on http://{http_host}:{http_port}/\n")
     sys.stdout.flush()
     scheduler = build_scheduler(settings, store)
     scheduler.add_job(
@@ -289,5 +329,5 @@ async def run_services(settings: Settings, store: Store, *, worker: bool = True)
             with contextlib.suppress(asyncio.CancelledError):
                 await worker_task
         await server.stop()
-        await stop_smtp_processes(children)
+        await stop_extra_processes(children)
         await intake.stop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 from pathlib import Path
 
@@ -12,38 +11,10 @@ from sqlmodel import select
 from canary.config import Settings
 from canary.models import Message
 from canary.store import Store
-from tests.support.processes import start_serve
+from tests.support.processes import children, listening_inodes, socket_inodes, start_serve
 from tests.support.smtp import message_bytes, send_message
 
 MESSAGES = 60
-
-
-def _children(pid: int) -> list[int]:
-    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    return [int(p) for p in text.split()]
-
-
-def _listening_inodes(port: int) -> set[str]:
-    """Inodes of the TCP sockets listening on ``port`` (IPv4), from the kernel's table."""
-    inodes = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local_port = int(fields[1].rsplit(":", 1)[1], 16)
-        if local_port == port and fields[3] == "0A":  # 0A: LISTEN
-            inodes.add(fields[9])
-    return inodes
-
-
-def _socket_inodes(pid: int) -> set[str]:
-    out = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            out.add(target[8:-1])
-    return out
 
 
 async def test_two_smtp_processes_listen_on_one_port_and_store_every_message_once(
@@ -51,11 +22,11 @@ async def test_two_smtp_processes_listen_on_one_port_and_store_every_message_onc
 ) -> None:
     process, port = start_serve(settings, CANARY_SMTP_PROCESSES="2")
     try:
-        (child,) = _children(process.pid)
-        listening = _listening_inodes(port)
+        (child,) = children(process.pid)
+        listening = listening_inodes(port)
         assert len(listening) == 2
-        assert listening & _socket_inodes(process.pid)
-        assert listening & _socket_inodes(child)
+        assert listening & socket_inodes(process.pid)
+        assert listening & socket_inodes(child)
 
         replies = await asyncio.gather(
             *(

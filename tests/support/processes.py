@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -33,7 +34,11 @@ def serve_environment(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 def start_serve(settings: Settings, **extra: str) -> tuple[subprocess.Popen[bytes], int]:
-    """Start ``python -m canary serve``; return the process and its SMTP port."""
+    """Start ``python -m canary serve``; return the process and its SMTP port.
+
+    The next line on the process's stdout names the dashboard's address
+    (:func:`dashboard_port` reads it).
+    """
     process = subprocess.Popen(
         [sys.executable, "-m", "canary", "serve"],
         cwd=REPO_ROOT,
@@ -47,3 +52,42 @@ def start_serve(settings: Settings, **extra: str) -> tuple[subprocess.Popen[byte
         process.kill()
         pytest.fail(f"canary serve did not start: {line!r}")
     return process, int(line.rsplit(":", 1)[1])
+
+
+def dashboard_port(process: subprocess.Popen[bytes]) -> int:
+    """The dashboard port ``canary serve`` prints after its SMTP line."""
+    assert process.stdout is not None
+    line = process.stdout.readline().decode()
+    if "dashboard on http://" not in line:
+        pytest.fail(f"canary serve did not start its dashboard: {line!r}")
+    return int(line.rstrip().rstrip("/").rsplit(":", 1)[1])
+
+
+def children(pid: int) -> list[int]:
+    """Process ids of the direct children of ``pid``."""
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(p) for p in text.split()]
+
+
+def listening_inodes(port: int) -> set[str]:
+    """Inodes of the TCP sockets listening on ``port`` (IPv4), from the kernel's table."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port = int(fields[1].rsplit(":", 1)[1], 16)
+        if local_port == port and fields[3] == "0A":  # 0A: LISTEN
+            inodes.add(fields[9])
+    return inodes
+
+
+def socket_inodes(pid: int) -> set[str]:
+    """Inodes of the sockets process ``pid`` holds open."""
+    out = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            out.add(target[8:-1])
+    return out
