@@ -2,6 +2,7 @@
 
     python bench/generate.py --database-url URL          # once: 1M messages
     python bench/dashboard.py --database-url URL [--clients 20] [--requests 200]
+                              [--processes 2]
 
 Starts the real dashboard (the application factory behind ``canary serve``) in a
 child process on a free port of 127.0.0.1, logs in as the user bench/generate.py made,
@@ -33,20 +34,25 @@ TARGET_P95 = 0.150
 PASSWORD = "bench-password"
 
 
-def serve(url: str, port: int) -> None:
-    """Child process: the dashboard alone, as ``canary serve`` starts it."""
+def serve(url: str, port: int, data_dir: str, shared: bool) -> None:
+    """Child process: the dashboard alone, as ``canary serve`` starts it.
+
+    With ``shared`` it binds with ``SO_REUSEPORT`` beside the other dashboard processes
+    (``CANARY_HTTP_PROCESSES``); they share ``data_dir`` and so the cookie key.
+    """
     from canary.dashboard.app import start_dashboard
 
+    from canary.cli.serve import run_on_fastest_loop
     from canary.config import Settings
     from canary.store import Store
 
     async def main() -> None:
         settings = Settings(
-            database_url=url, data_dir=Path(tempfile.mkdtemp(prefix="canary-dash-")),
-            domains=("canary.test",), http_host="127.0.0.1", http_port=port,
+            database_url=url, data_dir=Path(data_dir), domains=("canary.test",),
+            http_host="127.0.0.1", http_port=port,
         )  # fmt: skip
         store = Store.from_settings(settings)
-        runner = await start_dashboard(settings, store)
+        runner = await start_dashboard(settings, store, reuse_port=shared)
         print(f"dashboard listening on 127.0.0.1:{port}", flush=True)
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -54,7 +60,7 @@ def serve(url: str, port: int) -> None:
         await runner.cleanup()
         store.close()
 
-    asyncio.run(main())
+    run_on_fastest_loop(main())
 
 
 def _free_port() -> int:
@@ -187,10 +193,14 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--requests", type=int, default=200, help="requests per page")
     parser.add_argument("--only", help="measure only pages whose label contains this")
-    parser.add_argument("--serve-only", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--processes", type=int, default=1, help="dashboard processes (CANARY_HTTP_PROCESSES)"
+    )
+    parser.add_argument("--serve-only", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_only:
-        serve(args.serve_only[0], int(args.serve_only[1]))
+        url, port, data_dir = args.serve_only
+        serve(url, int(port), data_dir, args.processes > 1)
         return
     if not args.database_url:
         raise SystemExit("--database-url is required (fill one with bench/generate.py)")
@@ -208,17 +218,24 @@ def main() -> None:
     if not token:
         targets = [t for t in targets if not t[1].startswith("/api/")]
     port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, __file__, "--serve-only", args.database_url, str(port)],
-        stdout=subprocess.PIPE,
-    )
-    assert process.stdout is not None
-    if b"listening" not in process.stdout.readline():
-        process.kill()
-        raise SystemExit("the dashboard did not start")
+    data_dir = tempfile.mkdtemp(prefix="canary-dash-")
+    command = [
+        sys.executable, __file__, "--serve-only", args.database_url, str(port), data_dir,
+        "--processes", str(args.processes),
+    ]  # fmt: skip
+    processes = []
+    for _ in range(args.processes):
+        process = subprocess.Popen(command, stdout=subprocess.PIPE)
+        processes.append(process)
+        assert process.stdout is not None
+        if b"listening" not in process.stdout.readline():
+            for started in processes:
+                started.kill()
+            raise SystemExit("the dashboard did not start")
     print(
         f"{counts['message']} messages, {counts['identity']} identities, {counts['source']} "
-        f"sources; {args.clients} concurrent clients, {args.requests} requests per page",
+        f"sources; {args.clients} concurrent clients, {args.requests} requests per page, "
+        f"{args.processes} dashboard process(es)",
         flush=True,
     )
     try:
@@ -226,8 +243,10 @@ def main() -> None:
             measure(f"http://127.0.0.1:{port}", token, targets, args.clients, args.requests)
         )
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            process.wait(timeout=30)
     _, reference = _percentiles(results[0][1])
     slow = [(label, _percentiles(v)[1]) for label, v in results[1:]]
     over = [label for label, p95 in slow if p95 > TARGET_P95]
