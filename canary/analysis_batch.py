@@ -12,12 +12,20 @@ use, a first sender authorised, an incident opened, a finding superseded, a forw
 queued), so a later delivery of the same batch sees them as it would have seen them in
 the database. A source or owner that appears only mid-batch (a catch-all source created
 on first use) is read when first needed.
+
+Several workers may analyse against one database, and each rolls findings into the
+incident of their source (read, add, write back). So a batch first takes, for every
+source it reads incidents of, a lock that lasts until its transaction ends
+(:func:`lock_incidents`), and reads the incidents only then: a second worker waits for
+the first to commit and then sees its counts and its new incidents, instead of adding
+to a stale copy or opening a second incident of the same kind.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from sqlalchemy import text
 from sqlmodel import Session, col, select
 
 from canary.attribution import identities_by_alias
@@ -34,6 +42,33 @@ from canary.models import (
 from canary.name_index import TaggedKeyIndex
 
 _CHUNK = 500  # ids per IN (...) query
+# First key of the two-key advisory locks on a source's incidents (the second is the
+# source id). The one-key locks (issuance's) are a separate space in PostgreSQL.
+INCIDENT_LOCK = 0x1C1D
+
+
+def lock_incidents(session: Session, source_ids: Iterable[int]) -> None:
+    """Hold the incidents of ``source_ids`` for this transaction, against other workers.
+
+    Taken before the incidents are read: a row lock alone cannot stop two workers from
+    both finding no incident and both opening one, and the incident table has no
+    unique (owner, source, kind) constraint. Sources are locked in id order so two
+    batches of overlapping sources never wait on each other in a cycle.
+    """
+    ids = sorted(set(source_ids))
+    if not ids:
+        return
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        lock = text("SELECT pg_advisory_xact_lock(CAST(:space AS integer), CAST(:id AS integer))")
+        for source_id in ids:
+            session.execute(lock, {"space": INCIDENT_LOCK, "id": source_id})
+    elif dialect == "sqlite":
+        # The driver opens the transaction only at the first write, so until then every
+        # read sees whatever was committed last and another writer may commit before ours.
+        # A write that changes nothing opens it now and takes the database's one write
+        # lock: the incidents read next stay as read until we commit.
+        session.execute(text("UPDATE incident SET id = id WHERE 0"))
 
 
 def _chunks(ids: Sequence[int]) -> Iterable[list[int]]:
@@ -87,6 +122,7 @@ class BatchLookups:
         return lookups
 
     def _load_sources(self, session: Session, source_ids: Sequence[int]) -> None:
+        lock_incidents(session, source_ids)
         for source_id in source_ids:
             self._authorised[source_id] = set()
             self._incidents[source_id] = {}
@@ -98,7 +134,13 @@ class BatchLookups:
             ):
                 self._authorised[source_id].add(domain)
             for incident in session.exec(
-                select(Incident).where(col(Incident.source_id).in_(chunk)).order_by(Incident.id)
+                select(Incident)
+                .where(col(Incident.source_id).in_(chunk))
+                .order_by(Incident.id)
+                # Locked too, against writers that do not take the source lock (a user
+                # changing the status); read afresh, as committed by the worker before.
+                .with_for_update()
+                .execution_options(populate_existing=True)
             ):
                 # The first of a (source, kind), as a per-delivery query would find it.
                 self._incidents[incident.source_id].setdefault(incident.kind, incident)

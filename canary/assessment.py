@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from canary.analysis_batch import BatchLookups
+from canary.analysis_batch import BatchLookups, lock_incidents
 from canary.campaigns import (
     DEFAULT_MIN_SOURCES,
     DEFAULT_WINDOW,
@@ -270,10 +270,16 @@ def roll_into_incident(
         return None
     now = now or utcnow()
     if lookups is not None:
+        # Read under the source's lock when the batch was loaded (see analysis_batch).
         incident = lookups.incident(session, delivery.source_id, kind)
     else:
+        lock_incidents(session, [delivery.source_id])
         incident = session.exec(
-            select(Incident).where(Incident.source_id == delivery.source_id, Incident.kind == kind)
+            select(Incident)
+            .where(Incident.source_id == delivery.source_id, Incident.kind == kind)
+            .order_by(Incident.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
         ).first()
     seen_at = as_utc(delivery.received_at) or now
     before = _state(incident) if incident else None
@@ -302,6 +308,9 @@ def rebuild_incidents(
     removed; the superseded findings keep the history.
     """
     now = now or utcnow()
+    # Before reading the findings: otherwise a worker could add a finding and count it
+    # in the incident meanwhile, and this rebuild, not seeing it, would write that away.
+    lock_incidents(session, [source_id])
     rows = session.exec(
         select(Finding, Delivery.received_at)
         .join(Delivery, col(Delivery.id) == Finding.delivery_id)
@@ -309,7 +318,14 @@ def rebuild_incidents(
     ).all()
     records = [_record_of(f, as_utc(received)) for f, received in rows]
     existing = {
-        i.kind: i for i in session.exec(select(Incident).where(Incident.source_id == source_id))
+        i.kind: i
+        for i in session.exec(
+            select(Incident)
+            .where(Incident.source_id == source_id)
+            .order_by(col(Incident.id).desc())  # the first of a kind wins, as in a batch
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
     }
     built = rebuild(source_id, records, {k: _state(i) for k, i in existing.items()})
     owner_id = session.get(Source, source_id).owner_id  # type: ignore[union-attr]
