@@ -9,16 +9,18 @@ as the specification: current leak findings grouped by the day their delivery ar
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
+from functools import partial
 
 from alembic import command
 from sqlmodel import Session, col, delete, func, select, text
 
 from canary.config import Settings
-from canary.models import Delivery, Finding, Message, OwnerLeakDay, Source, User
+from canary.models import Delivery, Finding, OwnerLeakDay, Source, User
 from canary.overview import LEAK_KINDS, leaks_per_week
 from canary.source_merge import merge_sources
 from canary.sources import add_source
 from canary.store import Store
+from tests.support.findings import add_finding, supersede
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 TODAY = date(2026, 3, 20)
@@ -80,49 +82,8 @@ def _assert_exact(store: Store, owner: User) -> None:
         assert leaks_per_week(session, owner, today=TODAY) == _reference(session, owner)
 
 
-def _finding(session: Session, owner: User, source: Source, verdict: str, at: datetime) -> Finding:
-    """A message received at ``at``, its delivery and a finding made a minute later."""
-    message = Message(raw=b"x", received_at=at)
-    session.add(message)
-    session.flush()
-    assert message.id is not None
-    delivery = Delivery(
-        message_id=message.id,
-        recipient="a@canary.test",
-        recipient_key="a@canary.test",
-        source_id=source.id,
-        owner_id=owner.id,
-        received_at=at,
-    )
-    session.add(delivery)
-    session.flush()
-    assert delivery.id is not None
-    finding = Finding(
-        delivery_id=delivery.id,
-        owner_id=owner.id,
-        source_id=source.id,
-        verdict=verdict,
-        created_at=at + timedelta(minutes=1),
-    )
-    session.add(finding)
-    session.flush()
-    return finding
-
-
-def _supersede(session: Session, finding: Finding, verdict: str, at: datetime) -> Finding:
-    """What re-evaluation does: the old finding is superseded, a new one takes over."""
-    finding.superseded_at = at
-    session.add(finding)
-    new = Finding(
-        delivery_id=finding.delivery_id,
-        owner_id=finding.owner_id,
-        source_id=finding.source_id,
-        verdict=verdict,
-        created_at=at,
-    )
-    session.add(new)
-    session.flush()
-    return new
+# Made a minute after the message arrived: the day counted is the delivery's.
+_finding = partial(add_finding, delay=timedelta(minutes=1))
 
 
 def test_new_and_superseded_findings_keep_the_chart_exact(store: Store, owner: User) -> None:
@@ -141,8 +102,8 @@ def test_new_and_superseded_findings_keep_the_chart_exact(store: Store, owner: U
         second = session.get(Finding, second.id)
         first = session.get(Finding, first.id)
         assert second is not None and first is not None
-        _supersede(session, second, "expected", T0 + timedelta(days=9))
-        _supersede(session, first, "breach", T0 + timedelta(days=9))
+        supersede(session, second, "expected", T0 + timedelta(days=9))
+        supersede(session, first, "breach", T0 + timedelta(days=9))
         session.commit()
         chart = dict(leaks_per_week(session, owner, today=TODAY))
         assert chart[date(2026, 2, 23)] == 1 and chart[date(2026, 3, 9)] == 0
@@ -161,7 +122,7 @@ def test_a_merge_and_deletions_keep_the_chart_exact(store: Store, owner: User) -
         _finding(session, owner, kept, "shared", T0)
         _finding(session, owner, gone, "shared", T0)
         old = _finding(session, owner, gone, "breach", T0 + timedelta(days=2))
-        _supersede(session, old, "after_retirement", T0 + timedelta(days=3))
+        supersede(session, old, "after_retirement", T0 + timedelta(days=3))
         session.commit()
         merge_sources(session, owner, "Gone", "Kept")
         session.commit()
@@ -246,7 +207,7 @@ def test_upgrading_counts_the_findings_already_there(settings: Settings) -> None
         _finding(session, owner, shop, "shared", midnight - timedelta(seconds=1))
         _finding(session, owner, shop, "expected", midnight)
         old = _finding(session, owner, shop, "shared", midnight + timedelta(days=1))
-        _supersede(session, old, "breach", midnight + timedelta(days=2))
+        supersede(session, old, "breach", midnight + timedelta(days=2))
         session.commit()
     store.upgrade()
     with store.session() as session:

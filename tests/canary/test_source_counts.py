@@ -17,7 +17,6 @@ from canary.models import (
     Finding,
     Identity,
     IdentityChange,
-    Message,
     Source,
     SourceVerdictCount,
     User,
@@ -27,6 +26,7 @@ from canary.overview import source_statuses, status_summary
 from canary.source_merge import merge_sources, rename_source
 from canary.sources import add_source
 from canary.store import Store
+from tests.support.findings import add_finding, supersede
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -57,58 +57,14 @@ def _assert_exact(store: Store) -> None:
         assert _kept(session) == _aggregated(session)
 
 
-def _finding(session: Session, owner: User, source: Source, verdict: str, at: datetime) -> Finding:
-    message = Message(raw=b"x", received_at=at)
-    session.add(message)
-    session.flush()
-    assert message.id is not None
-    delivery = Delivery(
-        message_id=message.id,
-        recipient="a@canary.test",
-        recipient_key="a@canary.test",
-        source_id=source.id,
-        owner_id=owner.id,
-        received_at=at,
-    )
-    session.add(delivery)
-    session.flush()
-    assert delivery.id is not None
-    finding = Finding(
-        delivery_id=delivery.id,
-        owner_id=owner.id,
-        source_id=source.id,
-        verdict=verdict,
-        created_at=at,
-    )
-    session.add(finding)
-    session.flush()
-    return finding
-
-
-def _supersede(session: Session, finding: Finding, verdict: str, at: datetime) -> Finding:
-    """What re-evaluation does: the old finding is superseded, a new one takes over."""
-    finding.superseded_at = at
-    session.add(finding)
-    new = Finding(
-        delivery_id=finding.delivery_id,
-        owner_id=finding.owner_id,
-        source_id=finding.source_id,
-        verdict=verdict,
-        created_at=at,
-    )
-    session.add(new)
-    session.flush()
-    return new
-
-
 def test_new_and_superseded_findings_keep_counts_and_newest_exact(
     store: Store, owner: User
 ) -> None:
     with store.session() as session:
         shop = add_source(session, owner, "Shop")
-        first = _finding(session, owner, shop, "shared", T0)
-        newest = _finding(session, owner, shop, "shared", T0 + timedelta(days=2))
-        _finding(session, owner, shop, "expected", T0 + timedelta(days=1))
+        first = add_finding(session, owner, shop, "shared", T0)
+        newest = add_finding(session, owner, shop, "shared", T0 + timedelta(days=2))
+        add_finding(session, owner, shop, "expected", T0 + timedelta(days=1))
         session.commit()
         assert _kept(session)[(shop.id, "shared")] == (2, T0 + timedelta(days=2))  # type: ignore[index]
     _assert_exact(store)
@@ -116,14 +72,14 @@ def test_new_and_superseded_findings_keep_counts_and_newest_exact(
         # Superseding the newest brings the next newest back.
         newest = session.get(Finding, newest.id)
         assert newest is not None
-        _supersede(session, newest, "expected", T0 + timedelta(days=3))
+        supersede(session, newest, "expected", T0 + timedelta(days=3))
         session.commit()
         assert _kept(session)[(shop.id, "shared")] == (1, T0)  # type: ignore[index]
     _assert_exact(store)
     with store.session() as session:
         first = session.get(Finding, first.id)
         assert first is not None
-        _supersede(session, first, "breach", T0 + timedelta(days=4))
+        supersede(session, first, "breach", T0 + timedelta(days=4))
         session.commit()
         assert (shop.id, "shared") not in _kept(session)  # the row goes with its last finding
     _assert_exact(store)
@@ -132,7 +88,7 @@ def test_new_and_superseded_findings_keep_counts_and_newest_exact(
 def test_deleted_findings_and_sources_leave_no_counts(store: Store, owner: User) -> None:
     with store.session() as session:
         gone = add_source(session, owner, "Gone")
-        finding = _finding(session, owner, gone, "breach", T0)
+        finding = add_finding(session, owner, gone, "breach", T0)
         session.commit()
         assert _kept(session)
         delivery_id = finding.delivery_id
@@ -148,11 +104,11 @@ def test_a_merge_moves_counts_and_a_rename_keeps_them(store: Store, owner: User)
     with store.session() as session:
         kept = add_source(session, owner, "Kept")
         gone = add_source(session, owner, "Gone")
-        _finding(session, owner, kept, "shared", T0)
-        _finding(session, owner, gone, "shared", T0 + timedelta(days=5))
-        _finding(session, owner, gone, "breach", T0 + timedelta(days=1))
-        old = _finding(session, owner, gone, "shared", T0 + timedelta(days=9))
-        _supersede(session, old, "expected", T0 + timedelta(days=10))
+        add_finding(session, owner, kept, "shared", T0)
+        add_finding(session, owner, gone, "shared", T0 + timedelta(days=5))
+        add_finding(session, owner, gone, "breach", T0 + timedelta(days=1))
+        old = add_finding(session, owner, gone, "shared", T0 + timedelta(days=9))
+        supersede(session, old, "expected", T0 + timedelta(days=10))
         session.commit()
         merge_sources(session, owner, "Gone", "Kept")
         rename_source(session, owner, "Kept", "Kept Renamed")
@@ -170,7 +126,7 @@ def test_the_summary_agrees_with_every_source_status(store: Store, owner: User) 
         for i, verdict in enumerate(["breach", "shared", "expected", "cross_source", None]):
             source = add_source(session, owner, f"Site {i}")
             if verdict is not None:
-                _finding(session, owner, source, verdict, T0 + timedelta(hours=i))
+                add_finding(session, owner, source, verdict, T0 + timedelta(hours=i))
         session.commit()
         every = source_statuses(session, owner)
         for limit in (1, 3, 10):
@@ -232,9 +188,9 @@ def test_upgrading_counts_the_findings_already_there(settings: Settings) -> None
         owner = session.get(User, 1)
         shop = session.get(Source, 1)
         assert owner is not None and shop is not None
-        _finding(session, owner, shop, "shared", T0)
-        old = _finding(session, owner, shop, "shared", T0 + timedelta(days=1))
-        _supersede(session, old, "breach", T0 + timedelta(days=2))
+        add_finding(session, owner, shop, "shared", T0)
+        old = add_finding(session, owner, shop, "shared", T0 + timedelta(days=1))
+        supersede(session, old, "breach", T0 + timedelta(days=2))
         session.commit()
     store.upgrade()
     with store.session() as session:
