@@ -20,7 +20,7 @@ from canary.overview import LEAK_KINDS, leaks_per_week
 from canary.source_merge import merge_sources
 from canary.sources import add_source
 from canary.store import Store
-from tests.support.findings import add_finding, supersede
+from tests.support.findings import add_finding, store_before, supersede
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 TODAY = date(2026, 3, 20)
@@ -189,16 +189,7 @@ def test_other_owners_and_old_days_stay_out_of_the_chart(store: Store, owner: Us
 
 
 def test_upgrading_counts_the_findings_already_there(settings: Settings) -> None:
-    store = Store.from_settings(settings)
-    store.upgrade("0009")
-    with store.engine.begin() as connection:
-        for statement in (
-            "INSERT INTO user_account (id, name, is_admin, created_at) "
-            "VALUES (1, 'alice', true, CURRENT_TIMESTAMP)",
-            "INSERT INTO source (id, owner_id, name, slug, notes, created_at) "
-            "VALUES (1, 1, 'Shop X', 'shop-x', '', CURRENT_TIMESTAMP)",
-        ):
-            connection.execute(text(statement))
+    store = store_before(settings, "0009")
     with store.session() as session:
         owner = session.get(User, 1)
         shop = session.get(Source, 1)

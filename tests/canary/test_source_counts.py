@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlmodel import Session, col, delete, func, select, text
+from sqlmodel import Session, col, delete, func, select
 
 from canary.config import Settings
 from canary.models import (
@@ -26,7 +26,7 @@ from canary.overview import source_statuses, status_summary
 from canary.source_merge import merge_sources, rename_source
 from canary.sources import add_source
 from canary.store import Store
-from tests.support.findings import add_finding, supersede
+from tests.support.findings import add_finding, store_before, supersede
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -174,16 +174,7 @@ def test_identity_changes_move_the_owners_number(store: Store, owner: User) -> N
 
 
 def test_upgrading_counts_the_findings_already_there(settings: Settings) -> None:
-    store = Store.from_settings(settings)
-    store.upgrade("0008")
-    with store.engine.begin() as connection:
-        for statement in (
-            "INSERT INTO user_account (id, name, is_admin, created_at) "
-            "VALUES (1, 'alice', true, CURRENT_TIMESTAMP)",
-            "INSERT INTO source (id, owner_id, name, slug, notes, created_at) "
-            "VALUES (1, 1, 'Shop X', 'shop-x', '', CURRENT_TIMESTAMP)",
-        ):
-            connection.execute(text(statement))
+    store = store_before(settings, "0008")
     with store.session() as session:
         owner = session.get(User, 1)
         shop = session.get(Source, 1)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlmodel import Session
+from sqlmodel import Session, text
 
+from canary.config import Settings
 from canary.models import Delivery, Finding, Message, Source, User
+from canary.store import Store
 
 
 def add_finding(
@@ -60,3 +62,22 @@ def supersede(session: Session, finding: Finding, verdict: str, at: datetime) ->
     session.add(new)
     session.flush()
     return new
+
+
+def store_before(settings: Settings, revision: str) -> Store:
+    """A store migrated only up to ``revision``, holding user 1 (alice) and her source 1
+    (Shop X), for tests of what a later migration makes of the rows already there.
+
+    Written in SQL: the models describe the newest schema, not this one.
+    """
+    store = Store.from_settings(settings)
+    store.upgrade(revision)
+    with store.engine.begin() as connection:
+        for statement in (
+            "INSERT INTO user_account (id, name, is_admin, created_at) "
+            "VALUES (1, 'alice', true, CURRENT_TIMESTAMP)",
+            "INSERT INTO source (id, owner_id, name, slug, notes, created_at) "
+            "VALUES (1, 1, 'Shop X', 'shop-x', '', CURRENT_TIMESTAMP)",
+        ):
+            connection.execute(text(statement))
+    return store
