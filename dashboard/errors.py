@@ -9,7 +9,7 @@ no internals.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
@@ -35,6 +35,10 @@ STATUS: dict[type[CanaryError], int] = {
 }
 
 # Codes for errors raised by the web layer itself (aiohttp's HTTP exceptions).
+# Headers of an error that the client needs to act on: when to retry, how to
+# authenticate, which methods the resource has.
+PASSED_HEADERS = ("Retry-After", "WWW-Authenticate", "Allow")
+
 HTTP_CODES = {
     400: "invalid_input",
     401: "unauthorized",
@@ -97,6 +101,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every exception into the right response for an API call or a page."""
+    headers: Mapping[str, str] = {}
     try:
         return await handler(request)
     except CanaryError as exc:
@@ -108,23 +113,21 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ApiError as exc:
         status, code, message = exc.status, exc.error_code, exc.error_message
         headers = exc.headers
-        if is_api(request):
-            response = error_json(status, code, message)
-        else:
-            response = await _error_page(request, status, message)
-        for name in ("Retry-After", "WWW-Authenticate"):
-            if name in headers:
-                response.headers[name] = headers[name]
-        return response
     except web.HTTPException as exc:
         if exc.status < 400:  # redirects and the like pass through
             raise
         status = exc.status
         code = HTTP_CODES.get(status, "error")
         message = exc.text if exc.text and not exc.text.startswith(f"{status}:") else exc.reason
+        headers = exc.headers  # a 405 names the methods that are allowed (Allow)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         status, code, message = 500, "internal_error", "internal error"
     if is_api(request):
-        return error_json(status, code, message)
-    return await _error_page(request, status, message)
+        response = error_json(status, code, message)
+    else:
+        response = await _error_page(request, status, message)
+    for name in PASSED_HEADERS:
+        if name in headers:
+            response.headers[name] = headers[name]
+    return response

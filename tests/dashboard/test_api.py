@@ -220,6 +220,9 @@ async def test_errors_are_json(client: TestClient, alice: Seeded) -> None:
     wrong_method = await client.delete("/api/v1/sources", headers=auth(alice))
     assert wrong_method.status == 405
     assert (await wrong_method.json())["error"]["code"] == "method_not_allowed"
+    # RFC 9110 15.5.6: a 405 says which methods the resource does have.
+    allowed = {m.strip() for m in wrong_method.headers["Allow"].split(",")}
+    assert allowed == {"GET", "HEAD", "POST"}
 
 
 async def test_tokens_revoked_and_invalid(client: TestClient, store: Store, alice: Seeded) -> None:
